@@ -17,11 +17,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut rx = Framed::new(b, SyrupCodec::new(framing));
         let msg = Value::record(
             Value::symbol("op:deliver-only"),
-            [Value::int(0), Value::list([Value::symbol("ping"), Value::bytes(&b"hi"[..])])],
+            [
+                Value::int(0),
+                Value::list([Value::symbol("ping"), Value::bytes(&b"hi"[..])]),
+            ],
         );
         tx.send(&msg).await?;
-        tx.send(Value::record(Value::symbol("op:abort"), [Value::string("bye")]))
-            .await?;
+        tx.send(Value::record(
+            Value::symbol("op:abort"),
+            [Value::string("bye")],
+        ))
+        .await?;
         drop(tx);
         while let Some(v) = rx.next().await {
             println!("{framing:?}: {}", v?);

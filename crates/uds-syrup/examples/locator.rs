@@ -21,7 +21,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let from_uri: Locator = loc.to_string().parse()?;
     let from_syrup = Locator::decode(&bytes)?;
     assert_eq!(from_uri, from_syrup);
-    println!("key:    {:02x?}", &from_syrup.designator_key()?.key_bytes()[..8]);
+    println!(
+        "key:    {:02x?}",
+        &from_syrup.designator_key()?.key_bytes()[..8]
+    );
 
     // An introduction request from this peer to the server's own locator.
     let msg = IntroMessage::NewConnection(NewConnection {
@@ -29,7 +32,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         to: Locator::unix(server),
     });
     let wire = msg.encode(WireProfile::Draft);
-    println!("intro:  {} bytes: {}", wire.len(), String::from_utf8_lossy(&wire));
+    println!(
+        "intro:  {} bytes: {}",
+        wire.len(),
+        String::from_utf8_lossy(&wire)
+    );
     assert_eq!(IntroMessage::decode(&wire)?, msg);
     Ok(())
 }

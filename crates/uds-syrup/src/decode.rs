@@ -662,8 +662,9 @@ fn atom(src: Source<'_>, buf: &[u8], start: usize, end: usize) -> Result<Value, 
                 b':' => Ok(Value::Bytes(src.bytes(i + 1, end))),
                 marker => {
                     let what = if marker == b'"' { "string" } else { "symbol" };
-                    let text = std::str::from_utf8(&buf[i + 1..end])
-                        .map_err(|e| DecodeError::new(ErrorKind::InvalidUtf8(what), i + 1 + e.valid_up_to()))?;
+                    let text = std::str::from_utf8(&buf[i + 1..end]).map_err(|e| {
+                        DecodeError::new(ErrorKind::InvalidUtf8(what), i + 1 + e.valid_up_to())
+                    })?;
                     Ok(if marker == b'"' {
                         Value::String(text.to_owned())
                     } else {
@@ -743,7 +744,10 @@ impl Decoder {
         let Some(len) = self.frame_len(buf)? else {
             return Ok(None);
         };
-        Ok(Some((parse(Source::Borrowed(buf), len, &self.limits)?, len)))
+        Ok(Some((
+            parse(Source::Borrowed(buf), len, &self.limits)?,
+            len,
+        )))
     }
 
     /// Splits the bytes of the complete value at the front of `buf` off it,
@@ -751,9 +755,7 @@ impl Decoder {
     /// [`Decoder::decode_exact`] when the raw bytes are needed too (to forward
     /// or verify them unchanged).
     pub fn split_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
-        Ok(self
-            .frame_len(buf)?
-            .map(|len| buf.split_to(len).freeze()))
+        Ok(self.frame_len(buf)?.map(|len| buf.split_to(len).freeze()))
     }
 
     /// Decodes and removes the value at the front of `buf`; `Ok(None)` (more

@@ -59,7 +59,12 @@ mod value;
 #[cfg(feature = "codec")]
 pub mod codec;
 
-pub use decode::{DecodeError, Decoder, ErrorKind, Limits, decode, decode_bytes, is_complete_value};
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use decode::{
+    DecodeError, Decoder, ErrorKind, Limits, decode, decode_bytes, is_complete_value,
+};
 pub use ocapn::{
     Designator, DesignatorError, IntroMessage, Locator, NewConnection, PublicKey, Register,
     SCM_RIGHTS_BODY, ServerResponse, SigVal, TRANSPORT, UdsSignature, WireError, WireProfile,

@@ -162,7 +162,9 @@ pub enum DesignatorError {
     #[error("designator must be 52 base32 characters (a 32-byte key), found {0} characters")]
     WrongLength(usize),
     /// A character outside the base32 alphabet (padding `=` included).
-    #[error("designator has an invalid base32 character at position {0} (only a-z and 2-7, no padding)")]
+    #[error(
+        "designator has an invalid base32 character at position {0} (only a-z and 2-7, no padding)"
+    )]
     InvalidCharacter(usize),
     /// The last character encodes bits beyond the 32-byte key.
     #[error("designator is not canonical: its last character has non-zero trailing bits")]
@@ -277,9 +279,7 @@ impl PublicKey {
     /// Reads the CapTP list form.
     pub fn from_value(v: &Value) -> Result<PublicKey, WireError> {
         let bad = WireError::PublicKey;
-        let outer = v
-            .as_list()
-            .ok_or(bad("expected a [public-key ...] list"))?;
+        let outer = v.as_list().ok_or(bad("expected a [public-key ...] list"))?;
         let [tag, ecc] = outer else {
             return Err(bad("expected [public-key [ecc ...]]"));
         };
@@ -731,7 +731,10 @@ impl Register {
     pub fn to_value(&self) -> Value {
         Value::record(
             sym(Self::LABEL),
-            [self.locator.to_value(), Value::Bytes(self.challenge.clone())],
+            [
+                self.locator.to_value(),
+                Value::Bytes(self.challenge.clone()),
+            ],
         )
     }
 
@@ -935,7 +938,8 @@ impl IntroMessage {
     /// Decodes exactly one message with the introduction channel's limits
     /// ([`Limits::intro_channel`]).
     pub fn decode(bytes: &[u8]) -> Result<IntroMessage, WireError> {
-        let v = Decoder::new(Limits::intro_channel()).decode_exact(&Bytes::copy_from_slice(bytes))?;
+        let v =
+            Decoder::new(Limits::intro_channel()).decode_exact(&Bytes::copy_from_slice(bytes))?;
         IntroMessage::from_value(&v)
     }
 

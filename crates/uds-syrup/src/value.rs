@@ -53,17 +53,22 @@ impl Integer {
             return None;
         }
         if digits == "0" {
-            return if negative { None } else { Some(Integer(IntRepr::Small(0))) };
+            return if negative {
+                None
+            } else {
+                Some(Integer(IntRepr::Small(0)))
+            };
         }
         // Fits in i128? (u128 parse then range check; at most 39 digits fit.)
-        if b.len() <= 39 {
-            if let Ok(mag) = digits.parse::<u128>() {
-                if !negative && mag <= i128::MAX as u128 {
-                    return Some(Integer(IntRepr::Small(mag as i128)));
-                }
-                if negative && mag <= (i128::MAX as u128) + 1 {
-                    return Some(Integer(IntRepr::Small((mag as i128).wrapping_neg())));
-                }
+        if let Some(mag) = (b.len() <= 39)
+            .then(|| digits.parse::<u128>().ok())
+            .flatten()
+        {
+            if !negative && mag <= i128::MAX as u128 {
+                return Some(Integer(IntRepr::Small(mag as i128)));
+            }
+            if negative && mag <= (i128::MAX as u128) + 1 {
+                return Some(Integer(IntRepr::Small((mag as i128).wrapping_neg())));
             }
         }
         Some(Integer(IntRepr::Big {
@@ -159,7 +164,9 @@ impl From<u128> for Value {
 
 /// The error returned when parsing an [`Integer`] from text fails.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not a canonical decimal integer: expected an optional '-' and digits without leading zeros")]
+#[error(
+    "not a canonical decimal integer: expected an optional '-' and digits without leading zeros"
+)]
 pub struct ParseIntegerError;
 
 impl std::str::FromStr for Integer {
@@ -803,8 +810,7 @@ impl Set {
 
 impl FromIterator<Value> for Set {
     fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Set {
-        let mut tagged: Vec<(Vec<u8>, Value)> =
-            iter.into_iter().map(|v| (v.encode(), v)).collect();
+        let mut tagged: Vec<(Vec<u8>, Value)> = iter.into_iter().map(|v| (v.encode(), v)).collect();
         tagged.sort_by(|a, b| a.0.cmp(&b.0));
         tagged.dedup_by(|a, b| a.0 == b.0);
         Set {

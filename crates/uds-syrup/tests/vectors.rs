@@ -35,7 +35,10 @@ fn rows(file: &str) -> Vec<Row> {
 }
 
 fn wire() -> HashMap<String, String> {
-    rows("wire.tsv").into_iter().map(|r| (r.name, r.data)).collect()
+    rows("wire.tsv")
+        .into_iter()
+        .map(|r| (r.name, r.data))
+        .collect()
 }
 
 fn hex(s: &str) -> Vec<u8> {
@@ -50,7 +53,12 @@ fn valid_vectors_decode_and_reencode_exactly() {
         let bytes = hex(&row.data);
         let value = decode(&bytes).unwrap_or_else(|e| panic!("{}: {e}", row.name));
         assert_eq!(value.encode(), bytes, "{}: re-encoding differs", row.name);
-        assert_eq!(value.encoded_len(), bytes.len(), "{}: encoded_len", row.name);
+        assert_eq!(
+            value.encoded_len(),
+            bytes.len(),
+            "{}: encoded_len",
+            row.name
+        );
         // The zero-copy path and the incremental path agree.
         let shared = Bytes::from(bytes.clone());
         assert_eq!(decode_bytes(&shared).unwrap(), value, "{}", row.name);
@@ -229,7 +237,10 @@ fn huge_length_is_refused_without_waiting_for_bytes() {
     let err = Decoder::new(Limits::intro_channel())
         .decode_slice(b"70000:")
         .expect_err("must refuse");
-    assert!(matches!(err.kind(), ErrorKind::AtomTooLong { limit: 65536, .. }));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::AtomTooLong { limit: 65536, .. }
+    ));
 }
 
 #[test]
@@ -360,13 +371,17 @@ fn intro_messages_in_both_shapes() {
     };
     assert_eq!(d.signature, g.signature);
     assert_eq!(d.public_key, g.public_key);
-    assert_eq!(d.echoed_challenge.as_deref(), Some(&(0u8..64).collect::<Vec<_>>()[..]));
+    assert_eq!(
+        d.echoed_challenge.as_deref(),
+        Some(&(0u8..64).collect::<Vec<_>>()[..])
+    );
     assert_eq!(g.echoed_challenge, None);
     let d = IntroMessage::decode(&hex(&w["uds-signature-draft"])).unwrap();
     let g = IntroMessage::decode(&hex(&w["uds-signature-goblins"])).unwrap();
     assert_eq!(d, g);
 
-    let IntroMessage::Register(reg) = IntroMessage::decode(&hex(&w["uds-register"])).unwrap() else {
+    let IntroMessage::Register(reg) = IntroMessage::decode(&hex(&w["uds-register"])).unwrap()
+    else {
         panic!()
     };
     assert_eq!(reg.locator.designator(), w["key1-designator"]);
@@ -390,7 +405,11 @@ fn captp_rows_round_trip() {
         assert_eq!(decode(&bytes).unwrap().encode(), bytes, "{name}");
     }
     let loc = decode(&hex(&w["my-location"])).unwrap();
-    let inner = loc.as_record_labeled("my-location").unwrap().field(0).unwrap();
+    let inner = loc
+        .as_record_labeled("my-location")
+        .unwrap()
+        .field(0)
+        .unwrap();
     assert_eq!(
         Locator::from_value(inner).unwrap().encode(),
         hex(&w["locator-hint-string-1"])
@@ -408,10 +427,17 @@ fn wrong_shapes_are_named() {
         *r = uds_syrup::Record::new(label, fields);
     }
     let err = IntroMessage::from_value(&reg).unwrap_err();
-    assert!(err.to_string().contains("expected bytestring, found a string"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("expected bytestring, found a string"),
+        "{err}"
+    );
     // An unknown label.
     let err = IntroMessage::decode(b"<8'op:abort3\"bye>").unwrap_err();
-    assert!(err.to_string().contains("unknown introduction message"), "{err}");
+    assert!(
+        err.to_string().contains("unknown introduction message"),
+        "{err}"
+    );
     // A locator of another transport.
     let err = Locator::decode(b"<10'ocapn-peer3'tcp9\"127.0.0.1f>")
         .unwrap()
@@ -421,9 +447,18 @@ fn wrong_shapes_are_named() {
     // Bad designators.
     for (d, want) in [
         ("abc", "52 base32 characters"),
-        ("25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenb", "trailing bits"),
-        ("25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhke==", "invalid base32"),
-        ("25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhken1", "invalid base32"),
+        (
+            "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenb",
+            "trailing bits",
+        ),
+        (
+            "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhke==",
+            "invalid base32",
+        ),
+        (
+            "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhken1",
+            "invalid base32",
+        ),
     ] {
         let err = d.parse::<Designator>().unwrap_err();
         assert!(err.to_string().contains(want), "{d}: {err}");
@@ -457,5 +492,8 @@ fn uri_errors() {
         "ocapn://25NJQAMCWEFLPVKL73J4SZAHHIHOC4XT3KTCGJNPAINGR5YHKENA.unix-domain-socket"
             .parse()
             .unwrap();
-    assert_eq!(up.designator(), "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena");
+    assert_eq!(
+        up.designator(),
+        "25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena"
+    );
 }
