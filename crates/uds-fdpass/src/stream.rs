@@ -1,0 +1,291 @@
+//! [`FdStream`]: a tokio Unix stream socket whose every read is a `recvmsg`
+//! that keeps the fds that arrive.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdStream;
+use std::task::{Context, Poll};
+
+use bytes::BytesMut;
+use tokio::io::Interest;
+use tokio::net::UnixStream;
+
+use crate::check::{SocketCheckError, check_stream_socket};
+use crate::sys::{self, MAX_FDS};
+use crate::{Credentials, PassRights};
+
+/// How much free space a receive makes sure the buffer has.
+const READ_CHUNK: usize = 8 << 10;
+
+/// What one receive brought: `len` bytes appended to the buffer, and the fds
+/// that arrived with them.
+///
+/// On a stream socket the kernel ends a read right after the segment that
+/// carried fds, so **the fds belong to the end of this read**: they were
+/// sent with the last of these `len` bytes. A caller that counts the bytes
+/// it has received can tag the fds with that running offset.
+#[derive(Debug)]
+pub struct Received {
+    /// Bytes appended to the buffer. 0 with no fds means end of stream.
+    pub len: usize,
+    /// The fds that arrived (close-on-exec); dropping them closes them.
+    pub fds: Vec<OwnedFd>,
+    /// The sender's credentials, when `SO_PASSCRED` is on
+    /// ([`FdStream::set_pass_credentials`]).
+    pub credentials: Option<Credentials>,
+}
+
+impl Received {
+    /// Whether the peer has closed its end (nothing more will arrive).
+    pub fn is_eof(&self) -> bool {
+        self.len == 0 && self.fds.is_empty()
+    }
+}
+
+/// Why a send was refused or failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// fds with no data bytes: on a stream socket the kernel would drop them.
+    #[error("cannot send file descriptors without at least one data byte")]
+    NoData,
+    /// More than 253 fds in one message.
+    #[error("cannot send {0} file descriptors in one message: the kernel allows at most 253")]
+    TooManyFds(usize),
+    /// The socket failed (peer gone, `ETOOMANYREFS`, ...).
+    #[error("send failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// A connected Unix stream socket for tokio that passes file descriptors.
+///
+/// Every receive is one `recvmsg(MSG_CMSG_CLOEXEC)` with room for 253 fds,
+/// so no fd is ever silently closed by a plain `read()`, truncated away, or
+/// leaked: each one that arrives is returned as an [`OwnedFd`] together with
+/// the bytes it came with. If the kernel reports truncated control data
+/// (`MSG_CTRUNC`), the fds that did arrive are closed and an error returned.
+///
+/// Sends take `&self`, as do receives, so one task can read while another
+/// writes. Two tasks that interleave whole messages on one stream must
+/// serialise their sends themselves (a send may be split across several
+/// system calls).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use bytes::BytesMut;
+/// use std::os::fd::AsFd;
+/// use uds_fdpass::FdStream;
+///
+/// let (a, b) = FdStream::pair()?;
+/// let file = std::fs::File::open("/dev/null")?;
+/// a.send(b"here", &[file.as_fd()]).await.unwrap();
+/// let mut buf = BytesMut::new();
+/// let got = b.recv(&mut buf).await?;
+/// assert_eq!(&buf[..], b"here");
+/// assert_eq!(got.fds.len(), 1);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct FdStream {
+    io: UnixStream,
+    room_fds: usize,
+}
+
+impl FdStream {
+    /// A connected pair (`socketpair()`, close-on-exec).
+    pub fn pair() -> io::Result<(FdStream, FdStream)> {
+        let (a, b) = crate::socketpair()?;
+        Ok((FdStream::adopt(a)?, FdStream::adopt(b)?))
+    }
+
+    /// A connected pair of which only the first end is wrapped; the second
+    /// is meant to be passed to another process.
+    pub fn pair_with_owned() -> io::Result<(FdStream, OwnedFd)> {
+        let (a, b) = crate::socketpair()?;
+        Ok((FdStream::adopt(a)?, b))
+    }
+
+    fn adopt(fd: OwnedFd) -> io::Result<FdStream> {
+        let std = StdStream::from(fd);
+        std.set_nonblocking(true)?;
+        Ok(FdStream {
+            io: UnixStream::from_std(std)?,
+            room_fds: MAX_FDS,
+        })
+    }
+
+    /// Wraps a standard-library stream, after checking it is a connected
+    /// AF_UNIX stream socket. Must be called inside a tokio runtime.
+    pub fn try_from_std(std: StdStream) -> io::Result<FdStream> {
+        check_stream_socket(&std).map_err(io::Error::other)?;
+        FdStream::adopt(std.into())
+    }
+
+    /// Wraps an fd, after checking it is a connected AF_UNIX stream socket.
+    /// Must be called inside a tokio runtime.
+    pub fn try_from_fd(fd: OwnedFd) -> Result<FdStream, SocketCheckError> {
+        check_stream_socket(&fd)?;
+        FdStream::adopt(fd).map_err(SocketCheckError::Io)
+    }
+
+    /// Limits the fds one receive accepts (fewer than 253): the control
+    /// buffer then holds exactly that many fds and nothing else (no room for
+    /// credentials). Any message carrying more fails with a truncation error
+    /// after closing what arrived. Meant for tests of that path and for
+    /// protocols that pass at most a few fds.
+    pub fn with_fd_room(mut self, fds: usize) -> FdStream {
+        self.room_fds = fds.min(MAX_FDS);
+        self
+    }
+
+    /// The tokio stream. Do not read from it directly: a plain read makes
+    /// the kernel close any fd that arrives.
+    pub fn get_ref(&self) -> &UnixStream {
+        &self.io
+    }
+
+    /// Unwraps the tokio stream (see [`FdStream::get_ref`]).
+    pub fn into_inner(self) -> UnixStream {
+        self.io
+    }
+
+    /// Waits until the socket is readable (data, fds or end of stream).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.io.readable().await
+    }
+
+    /// Waits until the socket is writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.io.writable().await
+    }
+
+    fn recv_now(&self, buf: &mut BytesMut) -> io::Result<Received> {
+        if buf.capacity() - buf.len() < READ_CHUNK / 2 {
+            buf.reserve(READ_CHUNK);
+        }
+        let spare = buf.spare_capacity_mut();
+        let out = sys::recv(self.io.as_fd(), spare, self.room_fds)?;
+        let new_len = buf.len() + out.len;
+        // SAFETY of set_len is upheld by BytesMut's API contract: the kernel
+        // initialised `out.len` bytes of the spare capacity.
+        advance(buf, new_len);
+        Ok(Received {
+            len: out.len,
+            fds: out.fds,
+            credentials: out.credentials,
+        })
+    }
+
+    /// Receives once without waiting: appends what arrived to `buf`.
+    /// `WouldBlock` if nothing is there.
+    pub fn try_recv(&self, buf: &mut BytesMut) -> io::Result<Received> {
+        self.io.try_io(Interest::READABLE, || self.recv_now(buf))
+    }
+
+    /// Receives once: appends what arrived to `buf` (growing it as needed)
+    /// and returns the fds that came with it.
+    pub async fn recv(&self, buf: &mut BytesMut) -> io::Result<Received> {
+        self.io
+            .async_io(Interest::READABLE, || self.recv_now(buf))
+            .await
+    }
+
+    /// Polls for one receive (for use in hand-written futures).
+    pub fn poll_recv(
+        &self,
+        cx: &mut Context<'_>,
+        buf: &mut BytesMut,
+    ) -> Poll<io::Result<Received>> {
+        loop {
+            match self.io.poll_read_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self.try_recv(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                other => return Poll::Ready(other),
+            }
+        }
+    }
+
+    /// Sends all of `data`, with `fds` attached to the first chunk (one
+    /// `sendmsg` with `MSG_NOSIGNAL`); a partial write continues with the rest
+    /// of the bytes (without fds) until all are written.
+    ///
+    /// Refuses fds without data and more than 253 fds before calling the
+    /// kernel. The fds stay open here: the receiver gets its own copies.
+    pub async fn send(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), SendError> {
+        if !fds.is_empty() && data.is_empty() {
+            return Err(SendError::NoData);
+        }
+        if fds.len() > MAX_FDS {
+            return Err(SendError::TooManyFds(fds.len()));
+        }
+        let mut sent = 0;
+        let mut fds = fds;
+        while sent < data.len() || (data.is_empty() && sent == 0 && !fds.is_empty()) {
+            let n = self
+                .io
+                .async_io(Interest::WRITABLE, || {
+                    sys::send(self.io.as_fd(), &data[sent..], fds)
+                })
+                .await?;
+            if n == 0 && !data.is_empty() {
+                return Err(SendError::Io(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "the socket accepted no bytes",
+                )));
+            }
+            sent += n;
+            fds = &[];
+        }
+        Ok(())
+    }
+
+    /// Shuts down the writing half (the peer reads end of stream).
+    pub fn shutdown_write(&self) -> io::Result<()> {
+        nix::sys::socket::shutdown(
+            std::os::fd::AsRawFd::as_raw_fd(&self.io),
+            nix::sys::socket::Shutdown::Write,
+        )
+        .map_err(io::Error::from)
+    }
+
+    /// The credentials of the process that created the peer end
+    /// (`SO_PEERCRED`).
+    pub fn peer_credentials(&self) -> io::Result<Credentials> {
+        crate::peer_credentials(&self.io)
+    }
+
+    /// A pidfd of the peer process (`SO_PEERPIDFD`), or `None` where the
+    /// kernel does not have it.
+    pub fn peer_pidfd(&self) -> io::Result<Option<OwnedFd>> {
+        crate::peer_pidfd(&self.io)
+    }
+
+    /// Turns `SO_PASSCRED` on or off: when on, every receive reports the
+    /// sender's credentials in [`Received::credentials`].
+    pub fn set_pass_credentials(&self, on: bool) -> io::Result<()> {
+        crate::set_pass_credentials(&self.io, on)
+    }
+
+    /// Makes the kernel refuse fds sent to this socket (`SO_PASSRIGHTS` off).
+    pub fn refuse_fds(&self) -> io::Result<PassRights> {
+        crate::refuse_fds(&self.io)
+    }
+}
+
+impl AsFd for FdStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+/// Sets the length of `buf` after the kernel filled its spare capacity.
+fn advance(buf: &mut BytesMut, new_len: usize) {
+    debug_assert!(new_len <= buf.capacity());
+    // SAFETY: `sys::recv` reported how many bytes it wrote into the spare
+    // capacity starting at the old length, so `..new_len` is initialised.
+    unsafe { buf.set_len(new_len) }
+}
