@@ -1,0 +1,292 @@
+//! Framing of the introduction channel, without I/O: turns the bytes and fds
+//! that arrive on an intro socket into messages and introductions.
+//!
+//! The channel carries back-to-back Syrup messages. A
+//! `uds:new-connection` record is followed by a separate `sendmsg` of 4
+//! body bytes ([`SCM_RIGHTS_BODY`]) carrying exactly one fd. The kernel
+//! delivers the fd with the read that reaches that segment, and ends the
+//! read right after it, so the fd belongs to the **end** of the read that
+//! brought it. The rule, used by both the server and the netlayer:
+//!
+//! * the fd of an intro is the one whose read ended 1 to 4 bytes after the
+//!   record; those bytes are the body and are discarded;
+//! * the first fd of that read is the socket; extra fds are closed (and
+//!   counted, so a strict caller can refuse the sender);
+//! * an fd anywhere else (with another message, within the record, more than
+//!   4 bytes late) or a record whose fd never comes is a protocol violation.
+//!
+//! The channel is generic over the fd type `F` (in practice
+//! [`std::os::fd::OwnedFd`]), so tests can drive it with plain values;
+//! dropping an `F` must close it. Everything the channel still holds is
+//! dropped with it.
+//!
+//! ```
+//! use uds_handshake::channel::{ChannelEvent, IntroChannel};
+//! use uds_syrup::{Limits, SCM_RIGHTS_BODY};
+//!
+//! let record = b"<18'uds:new-connection<10'ocapn-peer18'unix-domain-socket52\"25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkenaf><10'ocapn-peer18'unix-domain-socket52\"hvabpq7iioevvevxbktu2g36xsojqlgpf3cjndgazvk7ckxumygaf>>";
+//! let mut chan = IntroChannel::<&str>::new(Limits::intro_channel());
+//! chan.push_bytes(record); // one read: the record
+//! assert!(chan.next_event().unwrap().is_none()); // waits for the fd
+//! chan.push_bytes(&SCM_RIGHTS_BODY); // the next read: body + fd
+//! chan.push_fds(vec!["the socket"]);
+//! match chan.next_event().unwrap() {
+//!     Some(ChannelEvent::Introduction { fd, extra_fds, .. }) => {
+//!         assert_eq!((fd, extra_fds), ("the socket", 0));
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use uds_syrup::{DecodeError, Decoder, Limits, NewConnection, SCM_RIGHTS_BODY, Value, WireError};
+
+/// The most body bytes between an intro record and the end of the read
+/// that carries its fd.
+pub const MAX_BODY: u64 = SCM_RIGHTS_BODY.len() as u64;
+
+/// What the channel produced.
+pub enum ChannelEvent<F> {
+    /// A message other than an introduction.
+    Message {
+        /// The decoded message.
+        value: Value,
+        /// Its exact bytes as received.
+        raw: Bytes,
+    },
+    /// A `uds:new-connection` record with its fd.
+    Introduction {
+        /// The record.
+        record: NewConnection,
+        /// Its exact bytes as received (to forward unchanged).
+        raw: Bytes,
+        /// The passed fd (not yet checked to be a socket).
+        fd: F,
+        /// How many further fds came with it (already dropped).
+        extra_fds: usize,
+    },
+}
+
+impl<F> fmt::Debug for ChannelEvent<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChannelEvent::Message { value, .. } => write!(f, "Message({value})"),
+            ChannelEvent::Introduction {
+                record, extra_fds, ..
+            } => write!(
+                f,
+                "Introduction(from {} to {}, {} extra fds)",
+                record.from, record.to, extra_fds
+            ),
+        }
+    }
+}
+
+/// A violation of the channel's framing rules. The connection should be
+/// closed; the channel has dropped the fds involved.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// Bytes that are not valid Syrup, or beyond a limit.
+    #[error(transparent)]
+    Syrup(#[from] DecodeError),
+    /// A `uds:new-connection` record that is malformed.
+    #[error("malformed uds:new-connection: {0}")]
+    Wire(#[from] WireError),
+    /// fds arrived where no introduction expects them.
+    #[error(
+        "{count} fd(s) arrived at stream offset {at}, not right after a uds:new-connection record"
+    )]
+    UnexpectedFd {
+        /// The end offset of the read that brought them.
+        at: u64,
+        /// How many.
+        count: usize,
+    },
+    /// An introduction record whose fd did not follow within 4 bytes.
+    #[error("uds:new-connection ending at stream offset {record_end} was not followed by its fd")]
+    MissingFd {
+        /// Where the record ended.
+        record_end: u64,
+    },
+    /// The stream ended inside a message.
+    #[error("the connection ended inside a message ({0} bytes pending)")]
+    Truncated(usize),
+}
+
+struct Pending {
+    record: NewConnection,
+    raw: Bytes,
+    end: u64,
+}
+
+/// The framer of one introduction channel; see the [module docs](self).
+pub struct IntroChannel<F> {
+    decoder: Decoder,
+    buf: BytesMut,
+    /// Stream offset of `buf[0]`.
+    base: u64,
+    /// fds, tagged with the end offset of the read that brought them.
+    fds: VecDeque<(u64, Vec<F>)>,
+    pending: Option<Pending>,
+}
+
+impl<F> fmt::Debug for IntroChannel<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IntroChannel")
+            .field("offset", &self.received())
+            .field("buffered", &self.buf.len())
+            .field("fd_batches", &self.fds.len())
+            .field("awaiting_fd", &self.pending.is_some())
+            .finish()
+    }
+}
+
+impl<F> IntroChannel<F> {
+    /// A channel enforcing `limits` on each message
+    /// ([`Limits::intro_channel`] for the protocol's defaults).
+    pub fn new(limits: Limits) -> IntroChannel<F> {
+        IntroChannel {
+            decoder: Decoder::new(limits),
+            buf: BytesMut::new(),
+            base: 0,
+            fds: VecDeque::new(),
+            pending: None,
+        }
+    }
+
+    /// Total bytes pushed so far (the stream offset).
+    pub fn received(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    /// Appends the bytes of one receive.
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The internal buffer, for receiving into it directly; append only.
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Records the fds that came with the receive whose bytes were just
+    /// pushed: they belong to the current end of the stream.
+    pub fn push_fds(&mut self, fds: Vec<F>) {
+        if !fds.is_empty() {
+            let at = self.received();
+            self.fds.push_back((at, fds));
+        }
+    }
+
+    /// Whether nothing is buffered or pending: the channel holds no partial
+    /// message, no fd, and no memory a caller would want to keep.
+    pub fn is_idle(&self) -> bool {
+        self.buf.is_empty() && self.fds.is_empty() && self.pending.is_none()
+    }
+
+    /// The next message or introduction, `Ok(None)` if more input is
+    /// needed.
+    pub fn next_event(&mut self) -> Result<Option<ChannelEvent<F>>, ChannelError> {
+        let result = self.step();
+        if result.is_err() {
+            // Close everything on a violation.
+            self.fds.clear();
+            self.pending = None;
+        }
+        result
+    }
+
+    fn step(&mut self) -> Result<Option<ChannelEvent<F>>, ChannelError> {
+        if let Some(p) = &self.pending {
+            let end = p.end;
+            return match self.fds.front() {
+                Some(&(at, _)) if at <= end => Err(self.unexpected()),
+                Some(&(at, _)) if at <= end + MAX_BODY => {
+                    let (_, mut fds) = self
+                        .fds
+                        .pop_front()
+                        .ok_or(ChannelError::MissingFd { record_end: end })?;
+                    let body = (at - end) as usize;
+                    let _ = self.buf.split_to(body);
+                    self.base += body as u64;
+                    let p = self
+                        .pending
+                        .take()
+                        .ok_or(ChannelError::MissingFd { record_end: end })?;
+                    let extra_fds = fds.len().saturating_sub(1);
+                    fds.truncate(1);
+                    match fds.pop() {
+                        Some(fd) => Ok(Some(ChannelEvent::Introduction {
+                            record: p.record,
+                            raw: p.raw,
+                            fd,
+                            extra_fds,
+                        })),
+                        None => Err(ChannelError::MissingFd { record_end: end }),
+                    }
+                }
+                Some(_) => Err(ChannelError::MissingFd { record_end: end }),
+                None if self.received() >= end + MAX_BODY => {
+                    Err(ChannelError::MissingFd { record_end: end })
+                }
+                None => Ok(None),
+            };
+        }
+        let Some(raw) = self.decoder.split_frame(&mut self.buf)? else {
+            return Ok(None);
+        };
+        self.base += raw.len() as u64;
+        let value = self.decoder.decode_exact(&raw)?;
+        // An fd whose read ended within this message does not belong to an
+        // introduction.
+        if self.fds.front().is_some_and(|&(at, _)| at <= self.base) {
+            return Err(self.unexpected());
+        }
+        if value.as_record_labeled(NewConnection::LABEL).is_some() {
+            let record = NewConnection::from_value(&value)?;
+            self.pending = Some(Pending {
+                record,
+                raw,
+                end: self.base,
+            });
+            return self.step();
+        }
+        Ok(Some(ChannelEvent::Message { value, raw }))
+    }
+
+    fn unexpected(&mut self) -> ChannelError {
+        let (at, count) = self
+            .fds
+            .front()
+            .map_or((self.received(), 0), |(at, fds)| (*at, fds.len()));
+        ChannelError::UnexpectedFd { at, count }
+    }
+
+    /// Call at end of stream: an error if a message or an introduction was
+    /// cut short, or fds arrived that nothing claimed.
+    pub fn finish(&mut self) -> Result<(), ChannelError> {
+        let result = if let Some(p) = &self.pending {
+            Err(ChannelError::MissingFd { record_end: p.end })
+        } else if !self.buf.is_empty() {
+            Err(ChannelError::Truncated(self.buf.len()))
+        } else if !self.fds.is_empty() {
+            Err(self.unexpected())
+        } else {
+            Ok(())
+        };
+        self.fds.clear();
+        self.pending = None;
+        result
+    }
+}
+
+/// The bytes to send for an introduction: the record, then — in one
+/// separate `sendmsg` carrying exactly one fd — the 4 body bytes. Hold the
+/// connection's write lock across both sends so nothing comes between them.
+pub fn introduction_bytes(record: &NewConnection) -> (Vec<u8>, [u8; 4]) {
+    (record.to_value().encode(), SCM_RIGHTS_BODY)
+}

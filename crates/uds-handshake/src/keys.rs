@@ -1,0 +1,73 @@
+//! The key and challenge rules, each in one place.
+
+use ed25519_dalek::{Signature, VerifyingKey};
+use uds_syrup::{Decoder, Limits, PublicKey, SigVal};
+
+use crate::HandshakeError;
+
+/// Shortest challenge accepted.
+pub const MIN_CHALLENGE: usize = 16;
+/// Longest challenge accepted.
+pub const MAX_CHALLENGE: usize = 1024;
+/// Length of the challenges this crate emits.
+pub const CHALLENGE_LEN: usize = 64;
+
+/// The Ed25519 key `key` names, refusing encodings that are not points,
+/// non-canonical encodings and weak (small-order) keys.
+pub fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, HandshakeError> {
+    let d = key.designator();
+    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| HandshakeError::InvalidKey(d))?;
+    if vk.to_edwards().compress().to_bytes() != key.0 {
+        return Err(HandshakeError::NonCanonicalKey(d));
+    }
+    if vk.is_weak() {
+        return Err(HandshakeError::WeakKey(d));
+    }
+    Ok(vk)
+}
+
+/// Whether `sig` is a valid signature of `msg` by `key` (`verify_strict`:
+/// no malleable or small-order signatures).
+pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &SigVal) -> bool {
+    key.verify_strict(msg, &Signature::from_bytes(&sig.0))
+        .is_ok()
+}
+
+/// The rule for every challenge this crate will sign: 16 to 1024 bytes, and
+/// **not** a complete Syrup value. Every payload CapTP signs is a Syrup
+/// record, so refusing Syrup keeps the intro protocol's raw-bytes signature
+/// from being a signing oracle for CapTP.
+///
+/// The Syrup test uses limits no input of this size can reach, so nothing a
+/// CapTP decoder would accept slips past because of our own limits.
+pub fn check_challenge(challenge: &[u8]) -> Result<(), HandshakeError> {
+    let len = challenge.len();
+    if len < MIN_CHALLENGE {
+        return Err(HandshakeError::ChallengeTooShort(len));
+    }
+    if len > MAX_CHALLENGE {
+        return Err(HandshakeError::ChallengeTooLong(len));
+    }
+    let limits = Limits {
+        max_depth: len,
+        max_message_len: len,
+        max_atom_len: len,
+        max_integer_digits: len,
+    };
+    if matches!(Decoder::new(limits).decode_slice(challenge), Ok(Some((_, used))) if used == len) {
+        return Err(HandshakeError::ChallengeIsSyrup);
+    }
+    Ok(())
+}
+
+/// 64 fresh random bytes that pass [`check_challenge`].
+pub(crate) fn fresh_challenge() -> [u8; CHALLENGE_LEN] {
+    use rand_core::RngCore;
+    loop {
+        let mut c = [0u8; CHALLENGE_LEN];
+        rand_core::OsRng.fill_bytes(&mut c);
+        if check_challenge(&c).is_ok() {
+            return c;
+        }
+    }
+}

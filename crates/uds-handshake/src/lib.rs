@@ -1,0 +1,69 @@
+//! Identities, the registration handshake and the framing of the
+//! introduction channel of the OCapN Unix-domain-socket netlayer, as sans-I/O
+//! state machines.
+//!
+//! Both the introduction server and the netlayer run the registration
+//! handshake of the draft specification:
+//!
+//! 1. client → server `<uds:register LOCATOR CHALLENGE>`;
+//! 2. server → client `<uds:server-response PUBKEY SERVER-CHALLENGE RESPONSE>`,
+//!    where RESPONSE is the server's signature on the client's challenge;
+//! 3. client → server `<uds:signature SERVER-CHALLENGE SIGNATURE>`.
+//!
+//! This crate has one implementation of each rule, with no sockets, no
+//! clock and no async: [`ClientHandshake`] and [`ServerHandshake`] take
+//! decoded messages and return the bytes to send, and [`channel`] turns the
+//! bytes and fds read from an intro socket into messages and introductions.
+//! The async shells in `uds-introd` and `uds-netlayer` only move bytes.
+//!
+//! The rules:
+//!
+//! * keys must be valid, canonical, non-weak Ed25519 points
+//!   ([`verifying_key`]); signatures are checked with `verify_strict`;
+//! * challenges are 16 to 1024 bytes, and **a challenge that is a complete
+//!   Syrup value is never signed** ([`check_challenge`]): CapTP signs Syrup
+//!   records, so this keeps the intro protocol from being a signing oracle;
+//! * both wire shapes (the draft's and Goblins') are accepted from peers; the
+//!   shape we emit follows a [`WireProfile`](uds_syrup::WireProfile).
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use uds_handshake::{ClientConfig, ClientHandshake, Identity, ServerHandshake, ServerStep};
+//! use uds_syrup::{decode, WireProfile};
+//!
+//! let server_id = Arc::new(Identity::generate());
+//! let peer_id = Arc::new(Identity::generate());
+//! let config = ClientConfig { profile: WireProfile::Goblins, pinned_server: Some(server_id.designator()) };
+//! let mut client = ClientHandshake::new(peer_id.clone(), config);
+//! let mut server = ServerHandshake::new(server_id, WireProfile::Draft);
+//!
+//! // The bytes would travel over a socket; here they are handed across.
+//! let register = client.register_message();
+//! let ServerStep::Send(response) = server.receive(&decode(&register)?)? else { unreachable!() };
+//! let registered = client.receive(&decode(&response)?)?;
+//! let ServerStep::Registered(peer) = server.receive(&decode(&registered.signature_message)?)? else {
+//!     unreachable!()
+//! };
+//! assert_eq!(peer.designator, peer_id.designator());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod channel;
+mod client;
+mod error;
+mod identity;
+mod keys;
+mod server;
+
+#[doc(hidden)]
+pub mod fuzzing;
+
+pub use client::{ClientConfig, ClientHandshake, ClientRegistered};
+pub use error::{HandshakeError, IdentityError};
+pub use identity::Identity;
+pub use keys::{
+    CHALLENGE_LEN, MAX_CHALLENGE, MIN_CHALLENGE, check_challenge, verify, verifying_key,
+};
+pub use server::{Registered, ServerHandshake, ServerStep};

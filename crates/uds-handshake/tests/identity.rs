@@ -1,0 +1,129 @@
+//! Identity key files: round trip, permissions, refusals, secrecy.
+
+use std::os::unix::fs::PermissionsExt;
+
+use uds_handshake::{HandshakeError, Identity, IdentityError};
+use uds_syrup::Value;
+
+#[test]
+fn save_and_load_round_trip_with_mode_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("id.pem");
+    let id = Identity::generate();
+    id.save(&path).unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{text}");
+    let back = Identity::load(&path).unwrap();
+    assert_eq!(back.designator(), id.designator());
+    // Never overwrites.
+    let err = Identity::generate().save(&path).unwrap_err();
+    assert!(matches!(err, IdentityError::Exists(_)), "{err}");
+    assert_eq!(Identity::load(&path).unwrap().designator(), id.designator());
+}
+
+#[test]
+fn load_or_generate_creates_once_then_reuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("server.key");
+    let (a, created) = Identity::load_or_generate(&path).unwrap();
+    assert!(created);
+    let (b, created) = Identity::load_or_generate(&path).unwrap();
+    assert!(!created);
+    assert_eq!(a.designator(), b.designator());
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("id.pem");
+    Identity::generate().save(&path).unwrap();
+    for mode in [0o644, 0o640, 0o606, 0o620] {
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = Identity::load(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, IdentityError::NotPrivate { .. }), "{msg}");
+        assert!(msg.contains(&format!("{mode:04o}")), "{msg}");
+        assert!(
+            msg.contains(&format!("chmod 600 {}", path.display())),
+            "{msg}"
+        );
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
+    assert!(
+        Identity::load(&path).is_ok(),
+        "read-only for the owner is fine"
+    );
+}
+
+#[test]
+fn other_bad_key_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Identity::load(dir.path()).unwrap_err();
+    assert!(matches!(err, IdentityError::NotAFile(_)), "{err}");
+    let missing = dir.path().join("missing");
+    let err = Identity::load(&missing).unwrap_err();
+    assert!(err.to_string().contains("No such file"), "{err}");
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, "not a key\n").unwrap();
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = Identity::load(&junk).unwrap_err();
+    assert!(matches!(err, IdentityError::BadKey(_)), "{err}");
+    assert!(err.to_string().contains("PKCS#8 PEM Ed25519"), "{err}");
+    let err = Identity::generate()
+        .save(&dir.path().join("no/such/dir/key"))
+        .unwrap_err();
+    assert!(matches!(err, IdentityError::Io { .. }), "{err}");
+}
+
+#[test]
+fn secrets_stay_out_of_debug_and_errors() {
+    let seed = [0x5au8; 32];
+    let id = Identity::from_secret_bytes(seed);
+    let debug = format!("{id:?}");
+    assert_eq!(debug, format!("Identity({})", id.designator()));
+    let pem = id.to_pkcs8_pem();
+    assert!(!debug.contains(pem.lines().nth(1).unwrap()));
+    assert!(!debug.contains("5a5a"));
+}
+
+#[test]
+fn the_signing_guard_refuses_syrup_and_bad_lengths() {
+    let id = Identity::generate();
+    let record = Value::record(
+        Value::symbol("my-location"),
+        [Value::string("x".repeat(20))],
+    )
+    .encode();
+    assert!(matches!(
+        id.sign_challenge(&record),
+        Err(HandshakeError::ChallengeIsSyrup)
+    ));
+    // A long bytestring is a complete value too.
+    let bytes = Value::bytes(vec![0u8; 100]).encode();
+    assert!(matches!(
+        id.sign_challenge(&bytes),
+        Err(HandshakeError::ChallengeIsSyrup)
+    ));
+    // A deeply nested value is refused even beyond the decoder's defaults.
+    let deep = [vec![b'['; 200], vec![b']'; 200]].concat();
+    assert!(matches!(
+        id.sign_challenge(&deep),
+        Err(HandshakeError::ChallengeIsSyrup)
+    ));
+    assert!(matches!(
+        id.sign_challenge(&[1; 15]),
+        Err(HandshakeError::ChallengeTooShort(15))
+    ));
+    assert!(matches!(
+        id.sign_challenge(&[1; 1025]),
+        Err(HandshakeError::ChallengeTooLong(1025))
+    ));
+    // A value followed by more bytes is not a complete value: signable.
+    let mut prefixed = record.clone();
+    prefixed.push(b'x');
+    assert!(id.sign_challenge(&prefixed).is_ok());
+    assert!(id.sign_challenge(&[1; 16]).is_ok());
+    assert!(id.sign_challenge(&[1; 1024]).is_ok());
+}
