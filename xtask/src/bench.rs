@@ -77,9 +77,9 @@ const BUDGETS: &[Budget] = &[
         rule: Rule::MaxTimeNs(1_000_000.0),
     },
     Budget {
-        what: "intro server: registrations per second",
+        what: "intro server: registrations per second (per daemon core)",
         group: "introd/load",
-        name: "registrations/s",
+        name: "registrations/s per daemon core",
         rule: Rule::MinMetric(10_000.0),
     },
     Budget {

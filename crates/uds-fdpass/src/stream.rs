@@ -276,6 +276,17 @@ impl FdStream {
     }
 }
 
+/// Wraps a connected tokio stream (for example one returned by
+/// `UnixListener::accept`) without re-registering it.
+impl From<UnixStream> for FdStream {
+    fn from(io: UnixStream) -> FdStream {
+        FdStream {
+            io,
+            room_fds: MAX_FDS,
+        }
+    }
+}
+
 impl AsFd for FdStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.io.as_fd()

@@ -59,8 +59,9 @@ pub(crate) struct RecvOut {
 /// did arrive have been closed.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the sender passed more file descriptors than this receiver accepts (room for {room}); the \
-     kernel discarded the excess and the {closed} that arrived were closed"
+    "the kernel truncated the passed file descriptors: either the sender passed more than this \
+     receiver has room for ({room}), or this process has no free fd slots (RLIMIT_NOFILE); the \
+     {closed} that arrived were closed"
 )]
 pub struct TruncatedError {
     /// Room the receiver had, in fds.

@@ -21,6 +21,24 @@ fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The open fds and what they are, for leak reports.
+fn fd_list() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let target = std::fs::read_link(e.path()).ok()?;
+            Some(format!(
+                "{}->{}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            ))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// Runs in the child process.
 #[test]
 fn child_main() {
@@ -117,7 +135,12 @@ fn credentials_of_a_socket_created_by_a_child() {
         assert!(proc.wait().unwrap().success());
     });
     drop(rt);
-    assert_eq!(fd_count(), before, "file descriptors leaked");
+    assert_eq!(
+        fd_count(),
+        before,
+        "file descriptors leaked: before {before_list:?} after {:?}",
+        fd_list()
+    );
 }
 
 fn take_in_child(value: Option<&str>, pass_fd: bool) -> String {

@@ -16,14 +16,24 @@ pub const CHALLENGE_LEN: usize = 64;
 /// non-canonical encodings and weak (small-order) keys.
 pub fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, HandshakeError> {
     let d = key.designator();
-    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| HandshakeError::InvalidKey(d))?;
-    if vk.to_edwards().compress().to_bytes() != key.0 {
+    if !y_is_canonical(&key.0) {
         return Err(HandshakeError::NonCanonicalKey(d));
     }
+    let vk = VerifyingKey::from_bytes(&key.0).map_err(|_| HandshakeError::InvalidKey(d))?;
+    // The other non-canonical encodings (x = 0 with the sign bit set) are
+    // the two small-order points y = ±1, refused here as weak.
     if vk.is_weak() {
         return Err(HandshakeError::WeakKey(d));
     }
     Ok(vk)
+}
+
+/// Whether the y coordinate of an encoded point (the low 255 bits, little
+/// endian) is below p = 2^255 - 19, i.e. written in its canonical form.
+fn y_is_canonical(bytes: &[u8; 32]) -> bool {
+    // y >= p only if bits 8..255 are all ones and the low byte is >= 0xed.
+    let top_all_ones = bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
+    !(top_all_ones && bytes[0] >= 0xed)
 }
 
 /// Whether `sig` is a valid signature of `msg` by `key` (`verify_strict`:
@@ -68,6 +78,31 @@ pub(crate) fn fresh_challenge() -> [u8; CHALLENGE_LEN] {
         rand_core::OsRng.fill_bytes(&mut c);
         if check_challenge(&c).is_ok() {
             return c;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_y_matches_recompression() {
+        // Every encoding with the high bytes all ones: compare with what
+        // decompressing and recompressing gives.
+        for low in 0..=255u8 {
+            for sign in [0u8, 0x80] {
+                let mut k = [0xffu8; 32];
+                k[0] = low;
+                k[31] = 0x7f | sign;
+                let fast = y_is_canonical(&k);
+                if let Ok(vk) = VerifyingKey::from_bytes(&k) {
+                    let slow = vk.to_edwards().compress().to_bytes() == k || vk.is_weak();
+                    assert_eq!(fast || vk.is_weak(), slow, "{low:#x} {sign:#x}");
+                } else {
+                    assert_eq!(fast, low < 0xed);
+                }
+            }
         }
     }
 }

@@ -32,10 +32,18 @@ pub enum ServerStep {
     Registered(Registered),
 }
 
+/// What the server remembers between `uds:register` and `uds:signature`.
+#[derive(Debug)]
+struct Pending {
+    locator: Locator,
+    key: PublicKey,
+    verifying: ed25519_dalek::VerifyingKey,
+}
+
 #[derive(Debug)]
 enum State {
     AwaitingRegister,
-    AwaitingSignature { locator: Locator, key: PublicKey },
+    AwaitingSignature(Box<Pending>),
     Finished,
 }
 
@@ -99,11 +107,20 @@ impl ServerHandshake {
                         });
                     }
                 };
-                let (response, locator, key) = self.answer(register)?;
-                self.state = State::AwaitingSignature { locator, key };
+                let (response, locator, key, verifying) = self.answer(register)?;
+                self.state = State::AwaitingSignature(Box::new(Pending {
+                    locator,
+                    key,
+                    verifying,
+                }));
                 Ok(ServerStep::Send(response))
             }
-            State::AwaitingSignature { locator, key } => {
+            State::AwaitingSignature(pending) => {
+                let Pending {
+                    locator,
+                    key,
+                    verifying,
+                } = *pending;
                 let sig = match IntroMessage::from_value(msg)? {
                     IntroMessage::Signature(s) => s,
                     other => {
@@ -117,7 +134,7 @@ impl ServerHandshake {
                     return Err(HandshakeError::WrongPayload);
                 }
                 let designator = key.designator();
-                if !verify(&verifying_key(&key)?, &self.challenge, &sig.signature) {
+                if !verify(&verifying, &self.challenge, &sig.signature) {
                     return Err(HandshakeError::BadPeerSignature(designator));
                 }
                 Ok(ServerStep::Registered(Registered {
@@ -129,7 +146,11 @@ impl ServerHandshake {
         }
     }
 
-    fn answer(&self, register: Register) -> Result<(Vec<u8>, Locator, PublicKey), HandshakeError> {
+    #[allow(clippy::type_complexity)]
+    fn answer(
+        &self,
+        register: Register,
+    ) -> Result<(Vec<u8>, Locator, PublicKey, ed25519_dalek::VerifyingKey), HandshakeError> {
         if register.locator.transport() != uds_syrup::TRANSPORT {
             return Err(HandshakeError::WrongTransport(
                 register.locator.transport().to_owned(),
@@ -137,7 +158,7 @@ impl ServerHandshake {
         }
         let designator: Designator = register.locator.designator().parse()?;
         let key = designator.public_key();
-        verifying_key(&key)?;
+        let verifying = verifying_key(&key)?;
         let signature = self.identity.sign_challenge(&register.challenge)?;
         let response = ServerResponse {
             public_key: self.identity.public_key(),
@@ -147,6 +168,6 @@ impl ServerHandshake {
         }
         .to_value(self.profile)
         .encode();
-        Ok((response, register.locator.without_hints(), key))
+        Ok((response, register.locator.without_hints(), key, verifying))
     }
 }

@@ -1,0 +1,52 @@
+//! `uds-introd`: the introduction server of the OCapN Unix-domain-socket
+//! netlayer, as a library and a daemon.
+//!
+//! Peers connect to the introduction server over a Unix stream socket and
+//! register their designator with the handshake of the draft specification
+//! (`uds:register`, `uds:server-response`, `uds:signature`). To reach
+//! another peer, a netlayer creates a `socketpair()`, keeps one end, and
+//! sends `uds:new-connection` with the other end (SCM_RIGHTS); the server
+//! checks that `from` is the sender's registered identity and forwards the
+//! same record and socket to the peer registered as `to`. It only
+//! introduces: once the socket is passed, the two peers talk directly, and
+//! killing the server leaves their connections working.
+//!
+//! The server behaves like a system daemon: clients are admitted by their
+//! kernel-checked credentials before anything is read, every limit is named
+//! and configurable ([`Limits`]), bad input closes exactly the offending
+//! connection, intros to peers that are not registered wait a bounded time,
+//! and nothing is held forever.
+//!
+//! The protocol logic is not here: the registration handshake and the
+//! intro-channel framing are the sans-I/O state machines of
+//! `uds-handshake`, and every socket read is an SCM_RIGHTS-aware `recvmsg`
+//! from `uds-fdpass`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use uds_handshake::Identity;
+//! use uds_introd::{Config, Listener, Server};
+//!
+//! let identity = Arc::new(Identity::load_or_generate("introd.key".as_ref())?.0);
+//! let listener = Listener::bind_path("/run/user/1000/ocapn/intro.sock".as_ref(), 0o600)?;
+//! let server = Server::new(identity, Config::default());
+//! tokio::select! {
+//!     _ = server.serve(listener.listener()) => {}
+//!     _ = tokio::signal::ctrl_c() => server.shutdown(),
+//! }
+//! # Ok(()) }
+//! ```
+
+pub mod admin;
+mod config;
+mod listen;
+mod server;
+mod stats;
+
+pub use config::{Config, Limits, Policy};
+pub use listen::{ListenAddr, ListenError, Listener, default_socket_path, ensure_private_dir};
+pub use server::{PeerStatus, Server, Status};
+pub use stats::{Reason, Stats};
