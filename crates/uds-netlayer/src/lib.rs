@@ -1,0 +1,112 @@
+//! The OCapN Unix-domain-socket netlayer.
+//!
+//! Peers on one machine reach each other through **introduction servers**
+//! (`uds-introd`): each peer registers its identity (an Ed25519 key) with one
+//! or more servers; to connect, a peer creates a `socketpair()`, keeps one
+//! end and asks a server both peers share to pass the other end to the
+//! target. From then on the two peers talk over a direct, anonymous socket;
+//! no process needs filesystem access to the others, and killing the server
+//! leaves established connections working.
+//!
+//! [`UdsNetlayer`] does all of that:
+//!
+//! * connects to servers given as a path, an abstract name, or an inherited
+//!   connected fd (`OCAPN_UDS_INTRO_FD`), checks each server's uid
+//!   (`SO_PEERCRED`: ours or root by default), pins its key when asked,
+//!   registers with the handshake of `uds-handshake`, and re-registers with
+//!   capped exponential backoff when a server goes away or restarts;
+//! * [`UdsNetlayer::location`] is our locator, hinting the servers we are
+//!   registered with now;
+//! * [`UdsNetlayer::connect`] dials a locator through a shared server
+//!   (falling back to the next one on failure), [`UdsNetlayer::accept`]
+//!   returns incoming connections after checking them (addressed to us, a
+//!   connected stream socket) and records who vouched for the peer, which
+//!   process created the socket, and whether that was the server itself
+//!   ([`ConnectionInfo::relayed`]).
+//!
+//! A [`Connection`] is `AsyncRead + AsyncWrite`; [`Connection::framed`]
+//! gives Syrup messages with raw or bytestring framing. The [`Netlayer`]
+//! trait is what a CapTP implementation programs against.
+//!
+//! The crate also builds the `uds-peer` command-line tool.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use futures::{SinkExt, StreamExt};
+//! use uds_netlayer::{Netlayer, UdsNetlayer};
+//! use uds_syrup::{codec::Framing, Value};
+//!
+//! let net = UdsNetlayer::builder().intro_path("/run/user/1000/ocapn/intro.sock").build()?;
+//! net.registered().await;
+//! println!("reach me at {}", net.location());
+//!
+//! // Serve: answer every connection with a greeting (speaking first, as
+//! // CapTP does with op:start-session).
+//! loop {
+//!     let conn = net.accept().await?;
+//!     let mut messages = conn.framed(Framing::Raw);
+//!     messages.send(Value::record(Value::symbol("hello"), [])).await?;
+//!     while let Some(msg) = messages.next().await {
+//!         println!("got {}", msg?);
+//!     }
+//! }
+//! # }
+//! ```
+
+mod connection;
+mod error;
+mod netlayer;
+
+pub use connection::{Connection, ConnectionInfo, Direction};
+pub use error::NetlayerError;
+pub use netlayer::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer, ServerState, UdsNetlayer};
+
+/// What a CapTP implementation needs from a netlayer.
+///
+/// * `location` is the locator to hand out (in sturdyrefs and in
+///   `op:start-session`);
+/// * `connect` returns a byte stream to the peer named by a locator, once
+///   the peer has answered. In OCapN both sides send `op:start-session` as
+///   soon as a connection exists, so an answer comes at once;
+/// * `accept` returns the next connection another peer opened to us. Its
+///   claimed identity comes from the introduction server; CapTP's own
+///   session handshake (signed locations) is what proves it.
+///
+/// Connections are plain byte streams: CapTP frames its own messages (for
+/// example with `uds_syrup::codec`).
+#[async_trait::async_trait]
+pub trait Netlayer: Send + Sync {
+    /// A connection to a peer.
+    type Connection: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static;
+    /// Why connecting or accepting failed.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Our locator.
+    fn location(&self) -> uds_syrup::Locator;
+
+    /// Connects to `peer`.
+    async fn connect(&self, peer: &uds_syrup::Locator) -> Result<Self::Connection, Self::Error>;
+
+    /// The next incoming connection.
+    async fn accept(&self) -> Result<Self::Connection, Self::Error>;
+}
+
+#[async_trait::async_trait]
+impl Netlayer for UdsNetlayer {
+    type Connection = Connection;
+    type Error = NetlayerError;
+
+    fn location(&self) -> uds_syrup::Locator {
+        UdsNetlayer::location(self)
+    }
+
+    async fn connect(&self, peer: &uds_syrup::Locator) -> Result<Connection, NetlayerError> {
+        UdsNetlayer::connect(self, peer).await
+    }
+
+    async fn accept(&self) -> Result<Connection, NetlayerError> {
+        UdsNetlayer::accept(self).await
+    }
+}
