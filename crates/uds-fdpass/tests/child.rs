@@ -17,6 +17,21 @@ const MODE: &str = "UDS_FDPASS_TEST_CHILD";
 /// fd counts are per process: tests that count must not overlap.
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// tokio's signal driver (enabled when another crate of the workspace turns
+/// on tokio's `signal` feature) opens a process-wide socketpair the first
+/// time a runtime is built, and keeps it: create it before counting fds.
+fn warm_up_tokio() {
+    static WARM_UP: std::sync::Once = std::sync::Once::new();
+    WARM_UP.call_once(|| {
+        drop(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+    });
+}
+
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -96,7 +111,9 @@ fn child(mode: &str) -> Command {
 #[test]
 fn credentials_of_a_socket_created_by_a_child() {
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    warm_up_tokio();
     let before = fd_count();
+    let before_list = fd_list();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -106,6 +123,7 @@ fn credentials_of_a_socket_created_by_a_child() {
         let inherited = inheritable(&theirs).unwrap();
         let mut proc = child("send-socketpair")
             .env("TEST_FD", inherited.as_raw_fd().to_string())
+            .stdout(Stdio::null())
             .spawn()
             .unwrap();
         drop(inherited);

@@ -16,6 +16,21 @@ use uds_fdpass::{FdStream, MAX_FDS, PassRights, SendError, TruncatedError, socke
 
 static LOCK: Mutex<()> = Mutex::new(());
 
+/// tokio's signal driver (enabled when another crate of the workspace turns
+/// on tokio's `signal` feature) opens a process-wide socketpair the first
+/// time a runtime is built, and keeps it: create it before counting fds.
+fn warm_up_tokio() {
+    static WARM_UP: std::sync::Once = std::sync::Once::new();
+    WARM_UP.call_once(|| {
+        drop(
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+        );
+    });
+}
+
 fn fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
@@ -23,6 +38,7 @@ fn fd_count() -> usize {
 /// Runs `f` and checks that it leaves the process's fd count unchanged.
 fn no_leak<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    warm_up_tokio();
     let before = fd_count();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

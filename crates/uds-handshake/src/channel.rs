@@ -9,11 +9,20 @@
 //! brought it. The rule, used by both the server and the netlayer:
 //!
 //! * the fd of an intro is the one whose read ended 1 to 4 bytes after the
-//!   record; those bytes are the body and are discarded;
+//!   record; those bytes are the body and are discarded (if that read ended
+//!   inside the 4-byte body, because the receiver's buffer was nearly full,
+//!   the rest of the body is skipped when it arrives);
 //! * the first fd of that read is the socket; extra fds are closed (and
 //!   counted, so a strict caller can refuse the sender);
 //! * an fd anywhere else (with another message, within the record, more than
 //!   4 bytes late) or a record whose fd never comes is a protocol violation.
+//!
+//! For each receive, the caller appends its bytes ([`IntroChannel::push_bytes`]
+//! or [`IntroChannel::buffer_mut`]), then hands over the fds that came with it
+//! ([`IntroChannel::push_fds`]), then takes events
+//! ([`IntroChannel::next_event`]) until there are none; at end of stream it
+//! calls [`IntroChannel::finish`]. To send an introduction, see
+//! [`introduction_bytes`].
 //!
 //! The channel is generic over the fd type `F` (in practice
 //! [`std::os::fd::OwnedFd`]), so tests can drive it with plain values;
@@ -132,6 +141,9 @@ pub struct IntroChannel<F> {
     /// fds, tagged with the end offset of the read that brought them.
     fds: VecDeque<(u64, Vec<F>)>,
     pending: Option<Pending>,
+    /// The rest of a [`SCM_RIGHTS_BODY`] whose fd came with a read that
+    /// ended inside it; skipped as it arrives.
+    body_rest: &'static [u8],
 }
 
 impl<F> fmt::Debug for IntroChannel<F> {
@@ -141,6 +153,7 @@ impl<F> fmt::Debug for IntroChannel<F> {
             .field("buffered", &self.buf.len())
             .field("fd_batches", &self.fds.len())
             .field("awaiting_fd", &self.pending.is_some())
+            .field("body_bytes_to_skip", &self.body_rest.len())
             .finish()
     }
 }
@@ -155,6 +168,7 @@ impl<F> IntroChannel<F> {
             base: 0,
             fds: VecDeque::new(),
             pending: None,
+            body_rest: &[],
         }
     }
 
@@ -183,19 +197,31 @@ impl<F> IntroChannel<F> {
     }
 
     /// Whether nothing is buffered or pending: the channel holds no partial
-    /// message, no fd, and no memory a caller would want to keep.
+    /// message, no fd, no body bytes still to skip, and no memory a caller
+    /// would want to keep. An idle channel may be dropped and replaced by a
+    /// new one without changing what the stream means.
     pub fn is_idle(&self) -> bool {
-        self.buf.is_empty() && self.fds.is_empty() && self.pending.is_none()
+        self.buf.is_empty()
+            && self.fds.is_empty()
+            && self.pending.is_none()
+            && self.body_rest.is_empty()
     }
 
     /// The next message or introduction, `Ok(None)` if more input is
-    /// needed.
+    /// needed. Call it after both [`push_bytes`](Self::push_bytes) (or
+    /// appending to [`buffer_mut`](Self::buffer_mut)) and
+    /// [`push_fds`](Self::push_fds) for a receive, never between them, and
+    /// until it returns `Ok(None)`.
+    ///
+    /// After an error the stream cannot be resynchronised: close the
+    /// connection (the fds the channel held are already closed).
     pub fn next_event(&mut self) -> Result<Option<ChannelEvent<F>>, ChannelError> {
         let result = self.step();
         if result.is_err() {
             // Close everything on a violation.
             self.fds.clear();
             self.pending = None;
+            self.body_rest = &[];
         }
         result
     }
@@ -211,8 +237,16 @@ impl<F> IntroChannel<F> {
                         .pop_front()
                         .ok_or(ChannelError::MissingFd { record_end: end })?;
                     let body = (at - end) as usize;
-                    let _ = self.buf.split_to(body);
+                    let seen = self.buf.split_to(body);
                     self.base += body as u64;
+                    // A read that ended inside a 4-byte body (a receiver with
+                    // little buffer room left) leaves the rest for the next
+                    // read; skip it when it comes. No Syrup message starts
+                    // with the rest of this body (`0` then NUL, or NUL), so
+                    // this never eats a message.
+                    if seen[..] == SCM_RIGHTS_BODY[..body] {
+                        self.body_rest = &SCM_RIGHTS_BODY[body..];
+                    }
                     let p = self
                         .pending
                         .take()
@@ -236,7 +270,27 @@ impl<F> IntroChannel<F> {
                 None => Ok(None),
             };
         }
+        if !self.body_rest.is_empty() {
+            let n = self.buf.len().min(self.body_rest.len());
+            if self.buf[..n] != self.body_rest[..n] {
+                // A shorter body: what follows is the next message.
+                self.body_rest = &[];
+            } else if n == self.body_rest.len() {
+                let _ = self.buf.split_to(n);
+                self.base += n as u64;
+                self.body_rest = &[];
+            } else if self.fds.is_empty() {
+                return Ok(None);
+            } else {
+                return Err(self.unexpected());
+            }
+        }
         let Some(raw) = self.decoder.split_frame(&mut self.buf)? else {
+            // The message at the front is incomplete, so no introduction
+            // record ends before the fds that are already here.
+            if !self.fds.is_empty() {
+                return Err(self.unexpected());
+            }
             return Ok(None);
         };
         self.base += raw.len() as u64;
@@ -272,6 +326,7 @@ impl<F> IntroChannel<F> {
         let result = if let Some(p) = &self.pending {
             Err(ChannelError::MissingFd { record_end: p.end })
         } else if !self.buf.is_empty() {
+            // Includes the start of a body whose rest never came.
             Err(ChannelError::Truncated(self.buf.len()))
         } else if !self.fds.is_empty() {
             Err(self.unexpected())
@@ -280,6 +335,7 @@ impl<F> IntroChannel<F> {
         };
         self.fds.clear();
         self.pending = None;
+        self.body_rest = &[];
         result
     }
 }

@@ -1,7 +1,7 @@
 //! A peer's or server's identity: an Ed25519 signing key.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -72,13 +72,17 @@ impl Identity {
         Ok(SigVal(self.key.sign(challenge).to_bytes()))
     }
 
-    /// The key as PKCS#8 PEM (zeroized when dropped).
+    /// The key as PKCS#8 PEM (zeroized when dropped), as [`Identity::save`]
+    /// writes it.
     pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
-        // Encoding a valid Ed25519 key cannot fail; fall back to an empty
-        // string rather than panic if the encoder ever does.
-        self.key
-            .to_pkcs8_pem(LineEnding::LF)
-            .unwrap_or_else(|_| Zeroizing::new(String::new()))
+        // The encoding of a 32-byte seed into a fixed-size structure has no
+        // failure case; `pem` exists so that `save` can report one anyway.
+        self.pem()
+            .expect("encoding an Ed25519 key as PKCS#8 PEM cannot fail")
+    }
+
+    fn pem(&self) -> Result<Zeroizing<String>, ed25519_dalek::pkcs8::Error> {
+        self.key.to_pkcs8_pem(LineEnding::LF)
     }
 
     /// Reads a PKCS#8 PEM key file. Refuses a file that is not a regular
@@ -88,17 +92,35 @@ impl Identity {
             path: path.to_owned(),
             source,
         };
-        let meta = std::fs::metadata(path).map_err(io)?;
-        if !meta.is_file() {
-            return Err(IdentityError::NotAFile(path.to_owned()));
+        // Check before opening (so a FIFO or a socket is refused, not opened),
+        // then check the opened file again: the bytes read are those of the
+        // file that passed the checks, even if the path was replaced meanwhile.
+        let before = std::fs::metadata(path).map_err(io)?;
+        check_key_file(path, &before)?;
+        let file = std::fs::File::open(path).map_err(io)?;
+        let opened = file.metadata().map_err(io)?;
+        check_key_file(path, &opened)?;
+        if (opened.dev(), opened.ino()) != (before.dev(), before.ino()) {
+            return Err(io(std::io::Error::other(
+                "the file was replaced while it was being opened",
+            )));
         }
-        if meta.mode() & 0o077 != 0 {
-            return Err(IdentityError::NotPrivate {
-                path: path.to_owned(),
-                mode: meta.mode() & 0o7777,
-            });
+        // A PEM Ed25519 key is about 120 bytes; anything large is not one.
+        // Reserving room for the largest file up front keeps the secret from
+        // being copied around by reallocation.
+        if opened.len() > MAX_KEY_FILE {
+            return Err(IdentityError::BadKey(path.to_owned()));
         }
-        let pem = Zeroizing::new(std::fs::read_to_string(path).map_err(io)?);
+        let mut pem = Zeroizing::new(String::with_capacity(MAX_KEY_FILE as usize + 1));
+        file.take(MAX_KEY_FILE)
+            .read_to_string(&mut pem)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    IdentityError::BadKey(path.to_owned())
+                } else {
+                    io(e)
+                }
+            })?;
         let key =
             SigningKey::from_pkcs8_pem(&pem).map_err(|_| IdentityError::BadKey(path.to_owned()))?;
         Ok(Identity { key })
@@ -106,25 +128,49 @@ impl Identity {
 
     /// Writes the key to a new file, created with mode 0600. Never
     /// overwrites an existing file.
+    ///
+    /// The file appears complete or not at all: the key is written and
+    /// synced to a temporary file in the same directory, which is then
+    /// hard-linked to `path` (this fails if `path` exists) and removed. A
+    /// concurrent [`Identity::load_or_generate`] therefore never reads a
+    /// half-written key, and a crash never leaves one behind.
     pub fn save(&self, path: &Path) -> Result<(), IdentityError> {
         let io = |source| IdentityError::Io {
             path: path.to_owned(),
             source,
         };
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    IdentityError::Exists(path.to_owned())
-                } else {
-                    io(e)
-                }
-            })?;
-        file.write_all(self.to_pkcs8_pem().as_bytes()).map_err(io)?;
-        file.sync_all().map_err(io)
+        let pem = self
+            .pem()
+            .map_err(|e| io(std::io::Error::other(e.to_string())))?;
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| io(std::io::Error::other("the path does not name a file")))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(name);
+        tmp_name.push(format!(".{}.{:016x}.tmp", std::process::id(), {
+            use rand_core::RngCore;
+            rand_core::OsRng.next_u64()
+        }));
+        let tmp = dir.join(tmp_name);
+        let written = write_new_private(&tmp, pem.as_bytes());
+        let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
+        // The temporary name goes in every case; the key stays under `path`.
+        let _ = std::fs::remove_file(&tmp);
+        linked.map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                IdentityError::Exists(path.to_owned())
+            } else {
+                io(e)
+            }
+        })?;
+        // Make the new directory entry durable too.
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)
     }
 
     /// Loads the key at `path`, or creates it there if the file does not
@@ -145,6 +191,35 @@ impl Identity {
             other => other.map(|id| (id, false)),
         }
     }
+}
+
+/// The largest key file [`Identity::load`] reads.
+const MAX_KEY_FILE: u64 = 4096;
+
+/// Refuses what cannot be a private key file of its owner.
+fn check_key_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), IdentityError> {
+    if !meta.is_file() {
+        return Err(IdentityError::NotAFile(path.to_owned()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return Err(IdentityError::NotPrivate {
+            path: path.to_owned(),
+            mode: meta.mode() & 0o7777,
+        });
+    }
+    Ok(())
+}
+
+/// Creates `path` (which must not exist) with mode 0600 and writes `data`
+/// to it, synced to disk.
+fn write_new_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(data)?;
+    file.sync_all()
 }
 
 impl fmt::Debug for Identity {

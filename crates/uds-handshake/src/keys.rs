@@ -39,8 +39,7 @@ fn y_is_canonical(bytes: &[u8; 32]) -> bool {
 /// Whether `sig` is a valid signature of `msg` by `key` (`verify_strict`:
 /// no malleable or small-order signatures).
 pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &SigVal) -> bool {
-    key.verify_strict(msg, &Signature::from_bytes(&sig.0))
-        .is_ok()
+    key.verify_strict(msg, &Signature::from_bytes(&sig.0)).is_ok()
 }
 
 /// The rule for every challenge this crate will sign: 16 to 1024 bytes, and
@@ -48,8 +47,14 @@ pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &SigVal) -> bool {
 /// record, so refusing Syrup keeps the intro protocol's raw-bytes signature
 /// from being a signing oracle for CapTP.
 ///
-/// The Syrup test uses limits no input of this size can reach, so nothing a
-/// CapTP decoder would accept slips past because of our own limits.
+/// "A complete Syrup value" is judged as leniently as any reader might:
+///
+/// * by the lexical structure only (digits, markers, brackets and lengths),
+///   so a value with unsorted or duplicate dictionary keys, invalid UTF-8 or
+///   an odd label is refused too, in case some CapTP reader accepts it;
+/// * with limits no input of this size can reach (depth, atom and integer
+///   sizes all equal to the input's length), so nothing slips past because
+///   of our own limits.
 pub fn check_challenge(challenge: &[u8]) -> Result<(), HandshakeError> {
     let len = challenge.len();
     if len < MIN_CHALLENGE {
@@ -64,7 +69,7 @@ pub fn check_challenge(challenge: &[u8]) -> Result<(), HandshakeError> {
         max_atom_len: len,
         max_integer_digits: len,
     };
-    if matches!(Decoder::new(limits).decode_slice(challenge), Ok(Some((_, used))) if used == len) {
+    if matches!(Decoder::new(limits).frame_len(challenge), Ok(Some(n)) if n == len) {
         return Err(HandshakeError::ChallengeIsSyrup);
     }
     Ok(())

@@ -44,6 +44,10 @@ struct Cli {
     /// Without it, a new identity is used for this run only.
     #[arg(long, value_name = "FILE", global = true)]
     key: Option<PathBuf>,
+    /// How long to wait for registration with a first server before giving
+    /// up, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
+    register_timeout: f64,
     /// The message shapes to send to introduction servers.
     #[arg(long, value_name = "PROFILE", default_value = "draft", value_parser = parse_wire, global = true)]
     wire: WireProfile,
@@ -55,13 +59,14 @@ struct Cli {
 enum Command {
     /// Register, print `uds-peer ready locator=<URI>`, and serve
     /// connections: echo every one back (--echo), or bridge the first one to
-    /// stdin/stdout and exit when it ends.
+    /// stdin/stdout and exit when both the peer and stdin are done.
     Listen {
         /// Echo every connection back to its sender, forever.
         #[arg(long)]
         echo: bool,
     },
-    /// Connect to the peer at URI and bridge stdin/stdout to it.
+    /// Connect to the peer at URI and bridge stdin/stdout to it; exit when
+    /// both the peer and stdin are done.
     Connect {
         /// The peer's locator, ocapn://<designator>.unix-domain-socket?<server>=1
         uri: String,
@@ -137,11 +142,13 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         builder = builder.intro(pin(server));
     }
     let net = builder.build()?;
-    tokio::time::timeout(std::time::Duration::from_secs(30), net.registered())
+    let wait = std::time::Duration::try_from_secs_f64(cli.register_timeout)
+        .map_err(|e| format!("--register-timeout: {e}"))?;
+    tokio::time::timeout(wait, net.registered())
         .await
         .map_err(|_| {
             format!(
-                "could not register with any introduction server within 30 s ({}); is uds-introd running?",
+                "could not register with any introduction server within {wait:?} ({}); is uds-introd running?",
                 net.servers()
                     .iter()
                     .map(|s| s.address.clone())
@@ -184,15 +191,18 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     }
 }
 
-/// Copies stdin to the connection and the connection to stdout until the
-/// peer closes. Says so if the connection closed before the peer sent
-/// anything (the usual sign that it could not be reached).
+/// Copies stdin to the connection and the connection to stdout. Ends when
+/// both directions are done: the peer has closed its side and stdin has
+/// ended (or the peer no longer accepts writes). Says so if the connection
+/// closed before the peer sent anything (the usual sign that it could not
+/// be reached).
 async fn bridge(conn: Connection) -> Result<ExitCode, BoxError> {
     let (mut r, mut w) = tokio::io::split(conn);
     let to_peer = tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
-        let _ = tokio::io::copy(&mut stdin, &mut w).await;
+        let copied = tokio::io::copy(&mut stdin, &mut w).await;
         let _ = w.shutdown().await;
+        copied
     });
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; 64 << 10];
@@ -212,9 +222,15 @@ async fn bridge(conn: Connection) -> Result<ExitCode, BoxError> {
         stdout.write_all(&buf[..n]).await?;
         stdout.flush().await?;
     }
-    to_peer.abort();
     if received == 0 {
         eprintln!("uds-peer: {UNREACHED}");
+    }
+    // The peer is done sending; finish sending it our input.
+    match to_peer.await {
+        Ok(Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("uds-peer: sending to the peer failed: {e}");
+        }
+        _ => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,206 @@
+//! The `uds-peer` tool, as separate processes with the real daemon.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+fn peer(args: &[&str]) -> Command {
+    let mut c = Command::new(PEER_BIN);
+    c.args(args).env("RUST_LOG", "warn");
+    c
+}
+
+/// Starts `uds-peer ... listen` and returns it with its locator.
+fn listen(intro: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let mut child = peer(&["--intro", intro.to_str().unwrap()])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let uri = line
+        .trim()
+        .strip_prefix("uds-peer ready locator=")
+        .unwrap_or_else(|| panic!("no ready line: {line:?}"))
+        .to_owned();
+    (child, uri)
+}
+
+/// Runs `uds-peer connect URI` with `input` on stdin.
+fn connect(
+    intro: &std::path::Path,
+    uri: &str,
+    input: &[u8],
+    extra: &[&str],
+) -> std::process::Output {
+    let mut child = peer(&["--intro", intro.to_str().unwrap()])
+        .args(extra)
+        .args(["connect", uri])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn listen_echo_and_connect() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), "intro", &[]);
+    let (mut echo, uri) = listen(&d.socket, &["listen", "--echo"]);
+    assert!(
+        uri.contains(&d.id.to_string()),
+        "the locator hints the server: {uri}"
+    );
+    for wire in ["draft", "goblins"] {
+        let out = connect(&d.socket, &uri, b"hello, echo\n", &["--wire", wire]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, b"hello, echo\n");
+    }
+    // A bigger payload, to cross socket buffers.
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let out = connect(&d.socket, &uri, &big, &[]);
+    assert!(
+        out.stdout == big,
+        "echoed {} of {} bytes",
+        out.stdout.len(),
+        big.len()
+    );
+    echo.kill().unwrap();
+    echo.wait().unwrap();
+}
+
+#[test]
+fn listen_bridges_the_first_connection_to_stdio() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), "intro", &[]);
+    let key = dir.path().join("listener.key");
+    let (mut listener, uri) = listen(&d.socket, &["--key", key.to_str().unwrap(), "listen"]);
+    // Each side sends its stdin and prints the other's bytes; both end when
+    // both directions are done.
+    let mut input = listener.stdin.take().unwrap();
+    input.write_all(b"from listener\n").unwrap();
+    drop(input);
+    let out = connect(&d.socket, &uri, b"from dialer\n", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listened = listener.wait_with_output().unwrap();
+    assert!(listened.status.success());
+    assert_eq!(listened.stdout, b"from dialer\n");
+    assert_eq!(out.stdout, b"from listener\n");
+    // --key keeps the same identity across runs.
+    let (mut again, uri2) = listen(
+        &d.socket,
+        &["--key", key.to_str().unwrap(), "listen", "--echo"],
+    );
+    assert_eq!(uri.split('?').next(), uri2.split('?').next());
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
+
+#[test]
+fn an_inherited_intro_socket_from_spawn() {
+    let dir = private_dir();
+    let sock = dir.path().join("spawned.sock");
+    // uds-introd runs `uds-peer listen --echo` with a pre-connected socket
+    // (OCAPN_UDS_INTRO_FD, pinned with OCAPN_UDS_INTRO_ID) and also listens
+    // on a path for everyone else.
+    let mut daemon = Command::new(introd_bin())
+        .args([
+            "spawn",
+            "--socket",
+            sock.to_str().unwrap(),
+            "--",
+            PEER_BIN,
+            "listen",
+            "--echo",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(daemon.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let uri = line
+        .trim()
+        .strip_prefix("uds-peer ready locator=")
+        .unwrap()
+        .to_owned();
+    let out = connect(&sock, &uri, b"through the lineage\n", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"through the lineage\n");
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
+
+#[test]
+fn errors_are_clear() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), "intro", &["--park-timeout", "300ms"]);
+    // A bad locator.
+    let out = connect(&d.socket, "http://nope", b"", &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not start with ocapn://"));
+    // A peer nobody registered: the intro expires and the tool says why.
+    let nobody = format!(
+        "ocapn://25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena.unix-domain-socket?{}=1",
+        d.id
+    );
+    let out = connect(&d.socket, &nobody, b"anyone?\n", &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("closed before the peer sent anything"),
+        "{err}"
+    );
+    // No introduction server.
+    let out = connect(
+        &dir.path().join("missing.sock"),
+        &nobody,
+        b"",
+        &["--register-timeout", "0.5"],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not register") && err.contains("is uds-introd running?"),
+        "{err}"
+    );
+    // --help covers every option.
+    let help = peer(&["--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for opt in [
+        "--intro",
+        "--pin",
+        "--key",
+        "--wire",
+        "--register-timeout",
+        "listen",
+        "connect",
+    ] {
+        assert!(help.contains(opt), "{opt}");
+    }
+}
