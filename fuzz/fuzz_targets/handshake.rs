@@ -5,5 +5,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    uds_handshake::fuzzing::drive(data);
+    let _ = uds_handshake::fuzzing::drive(data);
 });

@@ -39,7 +39,8 @@ fn y_is_canonical(bytes: &[u8; 32]) -> bool {
 /// Whether `sig` is a valid signature of `msg` by `key` (`verify_strict`:
 /// no malleable or small-order signatures).
 pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &SigVal) -> bool {
-    key.verify_strict(msg, &Signature::from_bytes(&sig.0)).is_ok()
+    key.verify_strict(msg, &Signature::from_bytes(&sig.0))
+        .is_ok()
 }
 
 /// The rule for every challenge this crate will sign: 16 to 1024 bytes, and

@@ -342,3 +342,104 @@ fn limits_and_garbage() {
         ChannelError::Wire(_)
     ));
 }
+
+#[test]
+fn a_read_that_ends_inside_the_body_skips_the_rest_of_it() {
+    let w = wire();
+    for split in 1..4 {
+        let mut fds = Fds::new();
+        let mut chan = IntroChannel::new(Limits::intro_channel());
+        let mut seen = Vec::new();
+        // The receiver's buffer was nearly full: the read that brought the
+        // fd ended `split` bytes into the body.
+        chan.push_bytes(&intro(&w));
+        chan.push_bytes(&SCM_RIGHTS_BODY[..split]);
+        chan.push_fds(fds.make(1));
+        drain(&mut chan, &mut seen).unwrap();
+        assert_eq!(seen.len(), 1, "split {split}");
+        assert!(
+            !chan.is_idle(),
+            "split {split}: the rest of the body is due"
+        );
+        // The rest of the body, one byte at a time, then a message.
+        for b in &SCM_RIGHTS_BODY[split..] {
+            chan.push_bytes(&[*b]);
+            drain(&mut chan, &mut seen).unwrap();
+        }
+        assert!(chan.is_idle(), "split {split}");
+        chan.push_bytes(&w["uds-register"]);
+        drain(&mut chan, &mut seen).unwrap();
+        assert_eq!(seen[1], Seen::Msg("uds:register".into()), "split {split}");
+        chan.finish().unwrap();
+    }
+}
+
+#[test]
+fn a_shorter_body_is_not_confused_with_the_next_message() {
+    let w = wire();
+    // A sender with a 1-byte body "9", then the message `0+` (whose first
+    // byte matches the rest of a 4-byte body), then a record.
+    let mut fds = Fds::new();
+    let mut chan = IntroChannel::new(Limits::intro_channel());
+    chan.push_bytes(&intro(&w));
+    chan.push_bytes(&SCM_RIGHTS_BODY[..1]);
+    chan.push_fds(fds.make(1));
+    assert!(matches!(
+        chan.next_event().unwrap(),
+        Some(ChannelEvent::Introduction { .. })
+    ));
+    chan.push_bytes(b"0");
+    assert!(chan.next_event().unwrap().is_none(), "undecided yet");
+    chan.push_bytes(b"+");
+    match chan.next_event().unwrap() {
+        Some(ChannelEvent::Message { value, raw }) => {
+            assert_eq!(value, Value::int(0));
+            assert_eq!(&raw[..], b"0+");
+        }
+        other => panic!("{other:?}"),
+    }
+    chan.push_bytes(&w["uds-register"]);
+    assert!(matches!(
+        chan.next_event().unwrap(),
+        Some(ChannelEvent::Message { .. })
+    ));
+
+    // The rest of a split body cut short by the end of the stream.
+    let mut chan = IntroChannel::new(Limits::intro_channel());
+    chan.push_bytes(&intro(&w));
+    chan.push_bytes(&SCM_RIGHTS_BODY[..2]);
+    chan.push_fds(fds.make(1));
+    assert!(chan.next_event().unwrap().is_some());
+    chan.push_bytes(&SCM_RIGHTS_BODY[2..3]);
+    assert!(chan.next_event().unwrap().is_none());
+    assert!(matches!(chan.finish(), Err(ChannelError::Truncated(1))));
+}
+
+#[test]
+fn an_fd_inside_an_incomplete_message_is_refused_at_once() {
+    let w = wire();
+    let mut fds = Fds::new();
+    let mut chan = IntroChannel::new(Limits::intro_channel());
+    chan.push_bytes(&w["uds-register"][..10]);
+    chan.push_fds(fds.make(3));
+    // No need to wait for the rest of the message: no introduction record
+    // can end before these fds.
+    let err = chan.next_event().unwrap_err();
+    assert!(
+        matches!(err, ChannelError::UnexpectedFd { at: 10, count: 3 }),
+        "{err}"
+    );
+    assert_eq!(fds.closed.get(), 3);
+    drop(chan);
+    assert_eq!(fds.closed.get(), 3, "closed exactly once");
+}
+
+#[test]
+fn introduction_bytes_are_the_record_and_the_body() {
+    let w = wire();
+    let record =
+        uds_syrup::NewConnection::from_value(&uds_syrup::decode(&intro(&w)).unwrap()).unwrap();
+    let (bytes, body) = uds_handshake::channel::introduction_bytes(&record);
+    assert_eq!(bytes, intro(&w));
+    assert_eq!(body.to_vec(), w["scm-rights-body"]);
+}

@@ -78,6 +78,50 @@ fn other_bad_key_files() {
 }
 
 #[test]
+fn sockets_and_oversized_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("key.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let err = Identity::load(&sock).unwrap_err();
+    assert!(matches!(err, IdentityError::NotAFile(_)), "{err}");
+    assert!(err.to_string().contains("not a regular file"), "{err}");
+
+    let big = dir.path().join("big.pem");
+    std::fs::write(&big, vec![b'A'; 100_000]).unwrap();
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = Identity::load(&big).unwrap_err();
+    assert!(matches!(err, IdentityError::BadKey(_)), "{err}");
+}
+
+#[test]
+fn save_leaves_only_the_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("id.pem");
+    Identity::generate().save(&path).unwrap();
+    let _ = Identity::generate().save(&path).unwrap_err();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["id.pem"], "no temporary file is left behind");
+}
+
+#[test]
+fn concurrent_load_or_generate_agree_on_one_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.pem");
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| s.spawn(|| Identity::load_or_generate(&path).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
+    let on_disk = Identity::load(&path).unwrap().designator();
+    assert!(results.iter().all(|(id, _)| id.designator() == on_disk));
+}
+
+#[test]
 fn secrets_stay_out_of_debug_and_errors() {
     let seed = [0x5au8; 32];
     let id = Identity::from_secret_bytes(seed);
@@ -119,6 +163,20 @@ fn the_signing_guard_refuses_syrup_and_bad_lengths() {
     assert!(matches!(
         id.sign_challenge(&[1; 1025]),
         Err(HandshakeError::ChallengeTooLong(1025))
+    ));
+    // Judged leniently: unsorted dictionary keys and invalid UTF-8 are
+    // still Syrup to some reader.
+    let unsorted = b"<11'my-location{1\"b1+1\"a2+}>".to_vec();
+    assert!(uds_syrup::decode(&unsorted).is_err(), "not strict Syrup");
+    assert!(matches!(
+        id.sign_challenge(&unsorted),
+        Err(HandshakeError::ChallengeIsSyrup)
+    ));
+    let bad_utf8 = [b"<3'foo16\"".as_slice(), &[0xff; 16], b">"].concat();
+    assert!(uds_syrup::decode(&bad_utf8).is_err(), "not strict Syrup");
+    assert!(matches!(
+        id.sign_challenge(&bad_utf8),
+        Err(HandshakeError::ChallengeIsSyrup)
     ));
     // A value followed by more bytes is not a complete value: signable.
     let mut prefixed = record.clone();
