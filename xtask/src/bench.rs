@@ -458,12 +458,9 @@ fn write_report(path: &Path, report: &str) -> Result<(), String> {
     });
     let new = match (old.find(BEGIN), old.find(END)) {
         (Some(a), Some(b)) if b > a => {
-            format!(
-                "{}{}{}",
-                &old[..a],
-                report,
-                &old[b + END.len()..].trim_start_matches('\n')
-            )
+            let rest = old[b + END.len()..].trim_start_matches('\n');
+            let sep = if rest.is_empty() { "" } else { "\n" };
+            format!("{}{report}{sep}{rest}", &old[..a])
         }
         _ => format!("{}\n{report}", old.trim_end()),
     };

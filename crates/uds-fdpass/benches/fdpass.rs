@@ -30,8 +30,14 @@ async fn nix_send(s: &UnixStream, fd: &impl AsFd) {
     let fds = [fd.as_fd().as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     s.async_io(Interest::WRITABLE, || {
-        sendmsg::<()>(s.as_raw_fd(), &[IoSlice::new(b"x")], &cmsg, MsgFlags::MSG_NOSIGNAL, None)
-            .map_err(std::io::Error::from)
+        sendmsg::<()>(
+            s.as_raw_fd(),
+            &[IoSlice::new(b"x")],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map_err(std::io::Error::from)
     })
     .await
     .unwrap();
@@ -43,8 +49,13 @@ async fn nix_recv(s: &UnixStream) -> usize {
         let mut byte = [0u8; 1];
         let mut iov = [IoSliceMut::new(&mut byte)];
         let mut space = nix::cmsg_space!([std::os::fd::RawFd; 253]);
-        let msg = recvmsg::<()>(s.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-            .map_err(std::io::Error::from)?;
+        let msg = recvmsg::<()>(
+            s.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )
+        .map_err(std::io::Error::from)?;
         for c in msg.cmsgs().map_err(std::io::Error::from)? {
             if let ControlMessageOwned::ScmRights(fds) = c {
                 for fd in fds {
@@ -59,7 +70,10 @@ async fn nix_recv(s: &UnixStream) -> usize {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let passed = std::fs::File::open("/dev/null").unwrap();
     let mut g = c.benchmark_group("fdpass/roundtrip");
 

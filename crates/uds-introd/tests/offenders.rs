@@ -338,42 +338,31 @@ async fn parked_intro_limits() {
         },
     )
     .await;
-    // Per sender: at most 2 intros waiting, whatever their targets.
-    scenario(
-        &["--max-parked-per-sender", "2", "--park-timeout", "1s"],
-        "parked-limit",
-        |d, _| async move {
-            let c = Client::register(&d.socket, WireProfile::Draft).await;
-            d.wait_counter("registered", 3).await;
-            let mut socks = Vec::new();
-            for _ in 0..3 {
-                let nobody = Locator::unix(Identity::generate().designator());
-                socks.push(c.intro_to(&nobody).await);
-            }
-            let mut b = [0u8; 1];
-            assert_eq!(socks[2].read(&mut b).await.unwrap(), 0);
-            d.wait_counter("park-timeout", 2).await;
-        },
-    )
-    .await;
-    // Daemon-wide: at most 2 passed sockets held at once.
-    scenario(
-        &["--max-held-fds", "2", "--park-timeout", "1s"],
-        "held-fds",
-        |d, _| async move {
-            let c = Client::register(&d.socket, WireProfile::Draft).await;
-            d.wait_counter("registered", 3).await;
-            let mut socks = Vec::new();
-            for _ in 0..3 {
-                let nobody = Locator::unix(Identity::generate().designator());
-                socks.push(c.intro_to(&nobody).await);
-            }
-            let mut b = [0u8; 1];
-            assert_eq!(socks[2].read(&mut b).await.unwrap(), 0);
-            d.wait_counter("park-timeout", 2).await;
-        },
-    )
-    .await;
+    // Per sender (intros to different unknown peers), and daemon-wide
+    // (passed sockets held): the third intro is closed at once, the two
+    // waiting ones when they expire.
+    for (limit, reason) in [
+        ("--max-parked-per-sender", "parked-limit"),
+        ("--max-held-fds", "held-fds"),
+    ] {
+        scenario(
+            &[limit, "2", "--park-timeout", "1s"],
+            reason,
+            |d, _| async move {
+                let c = Client::register(&d.socket, WireProfile::Draft).await;
+                d.wait_counter("registered", 3).await;
+                let mut socks = Vec::new();
+                for _ in 0..3 {
+                    let nobody = Locator::unix(Identity::generate().designator());
+                    socks.push(c.intro_to(&nobody).await);
+                }
+                let mut b = [0u8; 1];
+                assert_eq!(socks[2].read(&mut b).await.unwrap(), 0, "{limit}");
+                d.wait_counter("park-timeout", 2).await;
+            },
+        )
+        .await;
+    }
 }
 
 #[tokio::test]
@@ -459,7 +448,14 @@ mod uid_helper {
     }
 
     fn client_as(uid: u32, socket: &std::path::Path) -> String {
-        let out = Command::new(std::env::current_exe().unwrap())
+        // Run a copy of this binary placed in the test's directory, so the
+        // other user can execute it wherever the checkout lives.
+        let exe = socket.parent().unwrap().join("uid-client");
+        if !exe.exists() {
+            std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let out = Command::new(&exe)
             .args([
                 "--exact",
                 "uid_helper::uid_client_main",
@@ -494,10 +490,8 @@ mod uid_helper {
             "{refused}"
         );
         d.wait_counter("policy", 1).await;
-        assert!(
-            d.log().contains("uid=65534"),
-            "refusals are logged with the credentials"
-        );
+        // Refusals are logged with the credentials.
+        d.wait_log("uid=65534").await;
         let admitted = client_as(4242, &d.socket);
         assert_eq!(admitted, "RESULT registered");
         pair.still_works().await;

@@ -113,6 +113,24 @@ async fn sink<S: tokio::io::AsyncRead + Unpin>(mut s: S, done: tokio::sync::mpsc
     }
 }
 
+/// A connection from `a` to `b`, answered (the answer byte consumed).
+async fn connected(
+    a: &UdsNetlayer,
+    b: &UdsNetlayer,
+) -> (uds_netlayer::Connection, uds_netlayer::Connection) {
+    let target = b.location();
+    let accept = async {
+        let mut c = b.accept().await.unwrap();
+        c.write_all(b"!").await.unwrap();
+        c
+    };
+    let (dialed, accepted) = tokio::join!(a.connect(&target), accept);
+    let mut dialed = dialed.unwrap();
+    let mut one = [0u8; 1];
+    dialed.read_exact(&mut one).await.unwrap();
+    (dialed, accepted)
+}
+
 fn established(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
@@ -131,18 +149,7 @@ fn established(c: &mut Criterion) {
         (a, b)
     });
     // A netlayer connection pair, and a raw pair.
-    let (ours, theirs) = rt.block_on(async {
-        let target = b.location();
-        let accept = async {
-            let mut c = b.accept().await.unwrap();
-            c.write_all(b"!").await.unwrap();
-            c
-        };
-        let (mut dialed, accepted) = tokio::join!(a.connect(&target), accept);
-        let mut one = [0u8; 1];
-        dialed.as_mut().unwrap().read_exact(&mut one).await.unwrap();
-        (dialed.unwrap(), accepted)
-    });
+    let (ours, theirs) = rt.block_on(connected(&a, &b));
     let (raw_a, raw_b) = rt.block_on(async { UnixStream::pair().unwrap() });
 
     let mut g = c.benchmark_group("netlayer/roundtrip-64");
@@ -165,18 +172,7 @@ fn established(c: &mut Criterion) {
     let mut g = c.benchmark_group("netlayer/bulk");
     g.throughput(Throughput::Bytes(BULK as u64));
     let (raw_a, raw_b) = rt.block_on(async { UnixStream::pair().unwrap() });
-    let (ours, theirs) = rt.block_on(async {
-        let target = b.location();
-        let accept = async {
-            let mut c = b.accept().await.unwrap();
-            c.write_all(b"!").await.unwrap();
-            c
-        };
-        let (mut dialed, accepted) = tokio::join!(a.connect(&target), accept);
-        let mut one = [0u8; 1];
-        dialed.as_mut().unwrap().read_exact(&mut one).await.unwrap();
-        (dialed.unwrap(), accepted)
-    });
+    let (ours, theirs) = rt.block_on(connected(&a, &b));
     for (name, writer, reader) in [
         (
             "baseline",

@@ -127,6 +127,24 @@ async fn run_connection(me: String, conn: Connection, events: mpsc::Sender<Event
     let _ = events.send(Event::Closed(name, id)).await;
 }
 
+/// Connects to `uri` in the background and runs the connection.
+fn spawn_connect(net: &UdsNetlayer, uri: &str, me: &str, events: &mpsc::Sender<Event>) {
+    let loc: Locator = match uri.parse() {
+        Ok(l) => l,
+        Err(e) => {
+            println!("error {e}");
+            return;
+        }
+    };
+    let (net, me, events) = (net.clone(), me.to_owned(), events.clone());
+    tokio::spawn(async move {
+        match net.connect(&loc).await {
+            Ok(conn) => run_connection(me, conn, events).await,
+            Err(e) => println!("error connect: {e}"),
+        }
+    });
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -187,18 +205,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let mut words = line.splitn(3, ' ');
                 match (words.next(), words.next(), words.next()) {
                     (Some("connect"), Some(uri), None) => {
-                        let loc: Locator = match uri.parse() {
-                            Ok(l) => l,
-                            Err(e) => { println!("error {e}"); continue }
-                        };
-                        let net = net.clone();
-                        let (me, events) = (name.clone(), events_tx.clone());
-                        tokio::spawn(async move {
-                            match net.connect(&loc).await {
-                                Ok(conn) => run_connection(me, conn, events).await,
-                                Err(e) => println!("error connect: {e}"),
-                            }
-                        });
+                        spawn_connect(&net, uri, &name, &events_tx);
                     }
                     (Some("say"), Some(to), Some(text)) => match peers.get(to).and_then(|v| v.last()) {
                         Some((_, tx)) => { let _ = tx.send(say(text)).await; }
@@ -224,18 +231,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Event::Said(peer, text) => println!("said {peer} {text}"),
                 Event::Introduce(peer, uri) => {
                     println!("introduced-to {uri} (by {peer})");
-                    let loc: Locator = match uri.parse() {
-                        Ok(l) => l,
-                        Err(e) => { println!("error {e}"); continue }
-                    };
-                    let net = net.clone();
-                    let (me, events) = (name.clone(), events_tx.clone());
-                    tokio::spawn(async move {
-                        match net.connect(&loc).await {
-                            Ok(conn) => run_connection(me, conn, events).await,
-                            Err(e) => println!("error connect: {e}"),
-                        }
-                    });
+                    spawn_connect(&net, &uri, &name, &events_tx);
                 }
                 Event::Closed(peer, id) => {
                     if let Some(conns) = peers.get_mut(&peer) {

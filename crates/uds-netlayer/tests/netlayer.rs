@@ -43,8 +43,13 @@ async fn pair_up(a: &UdsNetlayer, b: &UdsNetlayer) -> (Connection, Connection) {
         conn.write_all(b"hi!").await.unwrap();
         conn
     };
-    let (dialed, mut accepted) = tokio::join!(a.connect(&target), accept);
-    let mut dialed = dialed.unwrap();
+    // A failed connect must fail the test, not leave `accept` waiting.
+    let dial = async {
+        a.connect(&target)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"))
+    };
+    let (mut dialed, mut accepted) = tokio::join!(dial, accept);
     let mut buf = [0u8; 3];
     dialed.read_exact(&mut buf).await.unwrap();
     assert_eq!(&buf, b"hi!");
@@ -231,8 +236,13 @@ fn a_real_daemon_killed_among_two() {
             c.write_all(b"!").await.unwrap();
             c
         };
-        let (dialed, _accepted) = tokio::join!(a.connect(&target), accept);
-        assert_eq!(dialed.unwrap().info().via, second.id);
+        let dial = async {
+            a.connect(&target)
+                .await
+                .unwrap_or_else(|e| panic!("connect: {e}"))
+        };
+        let (dialed, _accepted) = tokio::join!(dial, accept);
+        assert_eq!(dialed.info().via, second.id);
     });
 }
 
@@ -281,7 +291,12 @@ async fn next_accepted_is_from(b: &UdsNetlayer, c: &UdsNetlayer) {
         conn.write_all(b"!").await.unwrap();
         conn
     };
-    let (_, accepted) = tokio::join!(c.connect(&target), accept);
+    let dial = async {
+        c.connect(&target)
+            .await
+            .unwrap_or_else(|e| panic!("connect: {e}"))
+    };
+    let (_, accepted) = tokio::join!(dial, accept);
     assert_eq!(
         accepted.peer(),
         &c.location(),

@@ -109,6 +109,17 @@ impl Daemon {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits until the daemon's log contains `text`.
+    pub async fn wait_log(&self, text: &str) {
+        let start = Instant::now();
+        while !self.log().contains(text) {
+            if start.elapsed() > PATIENCE {
+                panic!("the log never said {text:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The number of fds the daemon has open.
     pub fn fd_count(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
