@@ -301,3 +301,37 @@ pub(crate) unsafe fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
     }
     Ok(fd)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    const SO_PASSPIDFD: libc::c_int = 76;
+
+    fn fd_count() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
+    /// With `SO_PASSPIDFD` on, every message carries an `SCM_PIDFD` control
+    /// message holding an fd: the receive must close it and not report it
+    /// as a passed fd (kernels without the option skip this test).
+    #[test]
+    fn pidfd_control_messages_are_closed() {
+        let (a, b) = crate::socketpair().unwrap();
+        if setsockopt_int(b.as_fd(), libc::SOL_SOCKET, SO_PASSPIDFD, 1).is_err() {
+            println!("SO_PASSPIDFD not supported by this kernel: skipped");
+            return;
+        }
+        let before = fd_count();
+        for _ in 0..100 {
+            send(a.as_fd(), b"x", &[]).unwrap();
+            let mut buf = [MaybeUninit::uninit(); 8];
+            let out = recv(b.as_fd(), &mut buf, MAX_FDS).unwrap();
+            assert_eq!(out.len, 1);
+            assert!(out.fds.is_empty(), "a pidfd is not a passed fd");
+        }
+        assert_eq!(fd_count(), before, "every pidfd was closed");
+    }
+}

@@ -388,3 +388,56 @@ fn an_identity_can_be_given() {
         assert_eq!(n.servers()[0].registered_as, Some(d.id));
     });
 }
+
+#[test]
+fn an_intro_server_running_as_another_user_is_refused_unless_allowed() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: running a server as another user needs root");
+        return;
+    }
+    no_leak(|| async {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = private_dir();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+        // A directory the other user owns, for its socket and key.
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let nobody = nix::unistd::Uid::from_raw(65534);
+        nix::unistd::chown(
+            &theirs,
+            Some(nobody),
+            Some(nix::unistd::Gid::from_raw(65534)),
+        )
+        .unwrap();
+        // A copy of the daemon the other user can execute wherever the
+        // checkout lives.
+        let bin = dir.path().join("uds-introd");
+        std::fs::copy(introd_bin(), &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let mut cmd = std::process::Command::new(&bin);
+        std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+        std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+        // Let us (root) in: root is not admitted unless listed.
+        cmd.arg("--socket")
+            .arg(theirs.join("intro.sock"))
+            .args(["--allow-uid", "0"]);
+        let d = Daemon::spawn(cmd, theirs.join("intro.sock"));
+        let refused = UdsNetlayer::builder()
+            .intro_path(&d.socket)
+            .backoff(Duration::from_millis(20), Duration::from_millis(50))
+            .build()
+            .unwrap();
+        let allowed = UdsNetlayer::builder()
+            .intro_path(&d.socket)
+            .allow_server_uid(65534)
+            .build()
+            .unwrap();
+        registered_with(&allowed, 1).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            refused.registered_servers().is_empty(),
+            "a server of another uid is not trusted"
+        );
+    });
+}

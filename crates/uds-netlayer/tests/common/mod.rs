@@ -59,12 +59,18 @@ pub struct Daemon {
 impl Daemon {
     pub fn start(dir: &Path, name: &str, extra: &[&str]) -> Daemon {
         let socket = dir.join(format!("{name}.sock"));
-        let mut child = Command::new(introd_bin())
-            .arg("--socket")
+        let mut cmd = Command::new(introd_bin());
+        cmd.arg("--socket")
             .arg(&socket)
             .arg("--key")
             .arg(dir.join(format!("{name}.key")))
-            .args(extra)
+            .args(extra);
+        Daemon::spawn(cmd, socket)
+    }
+
+    /// Starts a prepared `uds-introd` command and reads its ready line.
+    pub fn spawn(mut cmd: Command, socket: PathBuf) -> Daemon {
+        let mut child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -102,6 +108,12 @@ impl Drop for Daemon {
 pub fn no_leak<F: std::future::Future<Output = ()>>(body: impl FnOnce() -> F) {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    // The netlayer's warnings (refused intros, server errors) appear in the
+    // output of a failing test.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("uds_netlayer=debug"))
+        .with_test_writer()
+        .try_init();
     // tokio's signal driver opens a process-wide socketpair the first time a
     // runtime with it is built, and keeps it: create it before counting.
     static WARM_UP: std::sync::Once = std::sync::Once::new();
@@ -305,7 +317,18 @@ async fn serve(stream: FdStream, identity: Arc<Identity>, peers: Peers, mode: Mo
         let Ok(to) = record.to.designator_key() else {
             return;
         };
-        let Some(target) = peers.lock().unwrap().get(&to).cloned() else {
+        // Registration has no acknowledgement: the target may count itself
+        // registered before this server has read its signature. Wait for it
+        // a while, as uds-introd does.
+        let mut target = None;
+        for _ in 0..400 {
+            target = peers.lock().unwrap().get(&to).cloned();
+            if target.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let Some(target) = target else {
             continue;
         };
         deliver(mode, &target, &record, raw.to_vec(), fd, &peers).await;
