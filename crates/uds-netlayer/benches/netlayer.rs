@@ -131,23 +131,20 @@ async fn connected(
     (dialed, accepted)
 }
 
+/// Two netlayers registered with the server at `socket`.
+async fn two_netlayers(socket: &Path) -> (UdsNetlayer, UdsNetlayer) {
+    let a = UdsNetlayer::builder().intro_path(socket).build().unwrap();
+    let b = UdsNetlayer::builder().intro_path(socket).build().unwrap();
+    a.registered().await;
+    b.registered().await;
+    (a, b)
+}
+
 fn established(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = start_introd(dir.path());
-    let (a, b) = rt.block_on(async {
-        let a = UdsNetlayer::builder()
-            .intro_path(dir.path().join("intro.sock"))
-            .build()
-            .unwrap();
-        let b = UdsNetlayer::builder()
-            .intro_path(dir.path().join("intro.sock"))
-            .build()
-            .unwrap();
-        a.registered().await;
-        b.registered().await;
-        (a, b)
-    });
+    let (a, b) = rt.block_on(two_netlayers(&dir.path().join("intro.sock")));
     // A netlayer connection pair, and a raw pair.
     let (ours, theirs) = rt.block_on(connected(&a, &b));
     let (raw_a, raw_b) = rt.block_on(async { UnixStream::pair().unwrap() });
@@ -377,19 +374,7 @@ fn connect(c: &mut Criterion) {
 
     // The netlayer through uds-introd.
     let mut daemon = start_introd(dir.path());
-    let (a, b) = rt.block_on(async {
-        let a = UdsNetlayer::builder()
-            .intro_path(dir.path().join("intro.sock"))
-            .build()
-            .unwrap();
-        let b = UdsNetlayer::builder()
-            .intro_path(dir.path().join("intro.sock"))
-            .build()
-            .unwrap();
-        a.registered().await;
-        b.registered().await;
-        (a, b)
-    });
+    let (a, b) = rt.block_on(two_netlayers(&dir.path().join("intro.sock")));
     let b2 = b.clone();
     rt.spawn(async move {
         while let Ok(mut conn) = b2.accept().await {

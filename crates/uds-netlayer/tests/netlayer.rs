@@ -285,18 +285,7 @@ fn a_draft_shaped_intro_server() {
 
 /// After a rogue intro, a legitimate one from `c` must be the next accepted.
 async fn next_accepted_is_from(b: &UdsNetlayer, c: &UdsNetlayer) {
-    let target = b.location();
-    let accept = async {
-        let mut conn = b.accept().await.unwrap();
-        conn.write_all(b"!").await.unwrap();
-        conn
-    };
-    let dial = async {
-        c.connect(&target)
-            .await
-            .unwrap_or_else(|e| panic!("connect: {e}"))
-    };
-    let (_, accepted) = tokio::join!(dial, accept);
+    let (_, accepted) = pair_up(c, b).await;
     assert_eq!(
         accepted.peer(),
         &c.location(),

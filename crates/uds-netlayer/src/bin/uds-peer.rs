@@ -68,7 +68,7 @@ enum Command {
     /// Connect to the peer at URI and bridge stdin/stdout to it; exit when
     /// both the peer and stdin are done.
     Connect {
-        /// The peer's locator, ocapn://<designator>.unix-domain-socket?<server>=1
+        /// The peer's locator, `ocapn://<designator>.unix-domain-socket?<server>=1`
         uri: String,
     },
 }
