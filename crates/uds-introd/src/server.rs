@@ -232,7 +232,31 @@ pub struct PeerStatus {
 enum End {
     Refused(Reason, String),
     Eof,
+    /// The client went away mid-read or mid-write (not a refusal).
+    Gone(String),
     Shutdown,
+}
+
+/// A failed read or write: the client hung up, unless the kernel truncated
+/// the fds it sent (more than a receive can hold, or no free fd slot), which
+/// is refused as bad input.
+fn io_end(what: &str, e: std::io::Error) -> End {
+    let truncated = e
+        .get_ref()
+        .is_some_and(|inner| inner.is::<uds_fdpass::TruncatedError>());
+    if truncated {
+        End::Refused(Reason::Protocol, format!("{what}: {e}"))
+    } else {
+        End::Gone(format!("{what}: {e}"))
+    }
+}
+
+/// A failed send: see [`io_end`].
+fn send_end(e: uds_fdpass::SendError) -> End {
+    match e {
+        uds_fdpass::SendError::Io(e) => io_end("write failed", e),
+        other => End::Refused(Reason::Protocol, format!("write failed: {other}")),
+    }
 }
 
 impl Server {
@@ -510,6 +534,7 @@ impl Session {
                 );
             }
             End::Eof => tracing::debug!(conn = self.id, peer, "client disconnected"),
+            End::Gone(why) => tracing::debug!(conn = self.id, peer, "client went away: {why}"),
             End::Shutdown => tracing::debug!(conn = self.id, peer, "closed for shutdown"),
         }
     }
@@ -551,9 +576,7 @@ impl Session {
                 };
                 match hs.receive(&value) {
                     Ok(ServerStep::Send(bytes)) => {
-                        self.stream.send(&bytes, &[]).await.map_err(|e| {
-                            End::Refused(Reason::Protocol, format!("write failed: {e}"))
-                        })?
+                        self.stream.send(&bytes, &[]).await.map_err(send_end)?
                     }
                     Ok(ServerStep::Registered(reg)) => {
                         return Ok(self.enter_registry(reg.locator));
@@ -821,7 +844,7 @@ async fn read_some(
         stream
             .readable()
             .await
-            .map_err(|e| End::Refused(Reason::Protocol, format!("read failed: {e}")))?;
+            .map_err(|e| io_end("read failed", e))?;
         // The channel (and its buffer) exists only while input is being
         // processed, so idle connections hold no buffer.
         let chan = chan.get_or_insert_with(|| IntroChannel::new(limits));
@@ -843,7 +866,7 @@ async fn read_some(
                 return Ok(true);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(End::Refused(Reason::Protocol, format!("read failed: {e}"))),
+            Err(e) => return Err(io_end("read failed", e)),
         }
     }
 }
@@ -857,13 +880,11 @@ async fn flush(stream: &FdStream, client: &Client, stats: &Stats) -> Result<(), 
         let Some((raw, fd)) = lock(&client.out).items.pop_front() else {
             return Ok(());
         };
-        let fail =
-            |e: uds_fdpass::SendError| End::Refused(Reason::Protocol, format!("write failed: {e}"));
-        stream.send(&raw, &[]).await.map_err(fail)?;
+        stream.send(&raw, &[]).await.map_err(send_end)?;
         stream
             .send(&SCM_RIGHTS_BODY, &[fd.fd.as_fd()])
             .await
-            .map_err(fail)?;
+            .map_err(send_end)?;
         drop(fd);
         lock(&client.out).bytes -= raw.len() + SCM_RIGHTS_BODY.len();
         Stats::bump(&stats.intros_forwarded);

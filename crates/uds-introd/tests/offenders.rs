@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -206,33 +206,6 @@ async fn a_pipe_a_file_a_listening_socket_or_two_fds_instead_of_one_socket() {
         drop(c);
         d.wait_fds(baseline).await;
     }
-    let _: Option<OwnedFd> = None;
-}
-
-#[tokio::test]
-async fn a_client_that_never_reads_while_intros_pile_up() {
-    scenario(
-        &["--max-queued-bytes", "8192"],
-        "queue-full",
-        |d, _| async move {
-            let deaf = Client::register(&d.socket, WireProfile::Draft).await;
-            let sender = Client::register(&d.socket, WireProfile::Draft).await;
-            d.wait_counter("registered", 4).await;
-            // Keep sending until the daemon gives up on the deaf client: its
-            // socket buffer fills, then 8 KiB queue up, then it is closed.
-            let mut sent = 0;
-            while d.counter("queue-full").await == 0 {
-                for _ in 0..100 {
-                    drop(sender.intro_to(&deaf.locator()).await);
-                }
-                sent += 100;
-                assert!(sent < 100_000, "the deaf client was never closed");
-            }
-            drop(deaf);
-            drop(sender);
-        },
-    )
-    .await;
 }
 
 #[tokio::test]
@@ -366,15 +339,14 @@ async fn parked_intro_limits() {
 }
 
 #[tokio::test]
-async fn too_many_intros_pending_toward_one_client() {
-    // The daemon cannot even fill the socket buffer of a client that is
-    // not registered to read... so use a tiny pending limit and a client
-    // that never reads: once its socket buffer is full, 3 more intros
-    // disconnect it.
-    scenario(
-        &["--max-pending-intros", "3"],
-        "queue-full",
-        |d, _| async move {
+async fn a_client_that_never_reads_while_intros_pile_up() {
+    // Once its socket buffer is full, intros queue in the daemon; past
+    // either queue limit (bytes, or intros) the deaf client is closed.
+    for limit in [
+        ["--max-queued-bytes", "8192"],
+        ["--max-pending-intros", "3"],
+    ] {
+        scenario(&limit, "queue-full", |d, _| async move {
             let deaf = Client::register(&d.socket, WireProfile::Draft).await;
             let sender = Client::register(&d.socket, WireProfile::Draft).await;
             d.wait_counter("registered", 4).await;
@@ -384,11 +356,37 @@ async fn too_many_intros_pending_toward_one_client() {
                     drop(sender.intro_to(&deaf.locator()).await);
                 }
                 sent += 50;
-                assert!(sent < 100_000, "the deaf client was never closed");
+                assert!(
+                    sent < 100_000,
+                    "{limit:?}: the deaf client was never closed"
+                );
             }
             drop((deaf, sender));
-        },
-    )
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_is_not_a_refusal() {
+    // The client leaves with intros unread in its socket, so the daemon's
+    // next read or write on it fails with ECONNRESET or EPIPE: that is the
+    // client going away, not bad input.
+    scenario(&[], "", |d, _| async move {
+        let leaver = Client::register(&d.socket, WireProfile::Draft).await;
+        let sender = Client::register(&d.socket, WireProfile::Draft).await;
+        d.wait_counter("registered", 4).await;
+        for _ in 0..20 {
+            drop(sender.intro_to(&leaver.locator()).await);
+        }
+        d.wait_counter("intros-forwarded", 20).await;
+        drop(leaver);
+        d.wait_counter_down("registered", 3).await;
+        drop(sender);
+        d.wait_counter_down("registered", 2).await;
+        let status = d.status().await;
+        assert!(status.contains(" protocol=0 "), "{status}");
+    })
     .await;
 }
 

@@ -189,6 +189,21 @@ impl Daemon {
     }
 
     /// Waits until a counter reaches `at_least`.
+    /// Waits until a counter is down to `at_most`.
+    pub async fn wait_counter_down(&self, name: &str, at_most: u64) {
+        let start = Instant::now();
+        while self.counter(name).await > at_most {
+            if start.elapsed() > PATIENCE {
+                panic!(
+                    "{name} never fell to {at_most}:\n{}\n{}",
+                    self.status().await,
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn wait_counter(&self, name: &str, at_least: u64) {
         let start = Instant::now();
         while self.counter(name).await < at_least {
