@@ -1,6 +1,8 @@
 //! `check_stream_socket` names what it finds instead of a connected AF_UNIX
 //! stream socket; nothing leaks.
 
+mod common;
+
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
@@ -8,13 +10,9 @@ use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket, socketpair};
 use uds_fdpass::{SocketCheckError, check_listening_socket, check_stream_socket};
 
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 #[test]
 fn every_wrong_kind_is_named() {
-    let before = fd_count();
+    let before = common::fd_count();
     {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
@@ -123,5 +121,5 @@ fn every_wrong_kind_is_named() {
             Err(SocketCheckError::RegularFile)
         ));
     }
-    assert_eq!(fd_count(), before, "file descriptors leaked");
+    assert_eq!(common::fd_count(), before, "file descriptors leaked");
 }

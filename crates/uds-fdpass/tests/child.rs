@@ -5,6 +5,8 @@
 //! and an environment variable that says what to do (`child_main` does
 //! nothing in a normal run).
 
+mod common;
+
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Command, Stdio};
 
@@ -13,46 +15,6 @@ use uds_fdpass::inherit::{InheritError, inheritable, listen_fds, take_fd_from_en
 use uds_fdpass::{FdStream, check_stream_socket, socketpair};
 
 const MODE: &str = "UDS_FDPASS_TEST_CHILD";
-
-/// fd counts are per process: tests that count must not overlap.
-static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// tokio's signal driver (enabled when another crate of the workspace turns
-/// on tokio's `signal` feature) opens a process-wide socketpair the first
-/// time a runtime is built, and keeps it: create it before counting fds.
-fn warm_up_tokio() {
-    static WARM_UP: std::sync::Once = std::sync::Once::new();
-    WARM_UP.call_once(|| {
-        drop(
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-        );
-    });
-}
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-/// The open fds and what they are, for leak reports.
-fn fd_list() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let target = std::fs::read_link(e.path()).ok()?;
-            Some(format!(
-                "{}->{}",
-                e.file_name().to_string_lossy(),
-                target.display()
-            ))
-        })
-        .collect();
-    v.sort();
-    v
-}
 
 /// Runs in the child process.
 #[test]
@@ -110,10 +72,10 @@ fn child(mode: &str) -> Command {
 
 #[test]
 fn credentials_of_a_socket_created_by_a_child() {
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    warm_up_tokio();
-    let before = fd_count();
-    let before_list = fd_list();
+    let _guard = common::lock();
+    common::warm_up_tokio();
+    let before = common::fd_count();
+    let before_list = common::fd_list();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -154,10 +116,10 @@ fn credentials_of_a_socket_created_by_a_child() {
     });
     drop(rt);
     assert_eq!(
-        fd_count(),
+        common::fd_count(),
         before,
         "file descriptors leaked: before {before_list:?} after {:?}",
-        fd_list()
+        common::fd_list()
     );
 }
 
@@ -189,8 +151,8 @@ fn take_in_child(value: Option<&str>, pass_fd: bool) -> String {
 
 #[test]
 fn taking_inherited_fds() {
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let before = fd_count();
+    let _guard = common::lock();
+    let before = common::fd_count();
     let ok = take_in_child(Some("{fd}"), true);
     assert!(ok.contains("RESULT1 ok cloexec=1"), "{ok}");
     assert!(
@@ -216,5 +178,5 @@ fn taking_inherited_fds() {
 
     let closed = take_in_child(Some("{fd}"), false);
     assert!(closed.contains("is not open in this process"), "{closed}");
-    assert_eq!(fd_count(), before, "file descriptors leaked");
+    assert_eq!(common::fd_count(), before, "file descriptors leaked");
 }

@@ -4,48 +4,28 @@
 //! The tests of this file share one lock: fd counts are per process, so a
 //! test counting fds must not run beside another one opening fds.
 
+mod common;
+
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream as StdStream;
-use std::sync::Mutex;
 
 use bytes::BytesMut;
 use uds_fdpass::{FdStream, MAX_FDS, PassRights, SendError, TruncatedError, socketpair};
 
-static LOCK: Mutex<()> = Mutex::new(());
-
-/// tokio's signal driver (enabled when another crate of the workspace turns
-/// on tokio's `signal` feature) opens a process-wide socketpair the first
-/// time a runtime is built, and keeps it: create it before counting fds.
-fn warm_up_tokio() {
-    static WARM_UP: std::sync::Once = std::sync::Once::new();
-    WARM_UP.call_once(|| {
-        drop(
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap(),
-        );
-    });
-}
-
-fn fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
 /// Runs `f` and checks that it leaves the process's fd count unchanged.
 fn no_leak<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    warm_up_tokio();
-    let before = fd_count();
+    let _guard = common::lock();
+    common::warm_up_tokio();
+    let before = common::fd_count();
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
         .block_on(f());
-    assert_eq!(fd_count(), before, "file descriptors leaked");
+    assert_eq!(common::fd_count(), before, "file descriptors leaked");
 }
 
 /// Distinct files, so a received fd can be identified by its inode.

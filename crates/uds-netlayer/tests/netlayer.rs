@@ -34,6 +34,14 @@ fn net_with(servers: &[&std::path::Path], profile: WireProfile) -> UdsNetlayer {
     b.build().unwrap()
 }
 
+/// Two netlayers using `servers`, each registered with `n` of them.
+async fn registered_pair(servers: &[&std::path::Path], n: usize) -> (UdsNetlayer, UdsNetlayer) {
+    let (a, b) = (net(servers), net(servers));
+    registered_with(&a, n).await;
+    registered_with(&b, n).await;
+    (a, b)
+}
+
 /// `a` connects to `b`; `b` accepts and answers first; bytes flow both
 /// ways. Returns both ends.
 async fn pair_up(a: &UdsNetlayer, b: &UdsNetlayer) -> (Connection, Connection) {
@@ -65,9 +73,7 @@ fn two_netlayers_through_the_real_daemon() {
     no_leak(|| async {
         let dir = private_dir();
         let d = Daemon::start(dir.path(), "intro", &[]);
-        let (a, b) = (net(&[&d.socket]), net(&[&d.socket]));
-        registered_with(&a, 1).await;
-        registered_with(&b, 1).await;
+        let (a, b) = registered_pair(&[&d.socket], 1).await;
         assert_eq!(a.registered_servers(), vec![d.id]);
         assert!(a.location().has_hint(&d.id), "our locator hints the server");
         let (dialed, accepted) = pair_up(&a, &b).await;
@@ -105,9 +111,7 @@ fn dial_does_not_wait_for_an_answer() {
     no_leak(|| async {
         let dir = private_dir();
         let d = Daemon::start(dir.path(), "intro", &[]);
-        let (a, b) = (net(&[&d.socket]), net(&[&d.socket]));
-        registered_with(&a, 1).await;
-        registered_with(&b, 1).await;
+        let (a, b) = registered_pair(&[&d.socket], 1).await;
         // The dialer speaks first: connect would wait, dial does not.
         let mut conn = a.dial(&b.location()).await.unwrap();
         conn.write_all(b"first").await.unwrap();
@@ -163,9 +167,7 @@ fn the_daemon_restarted_mid_run() {
     no_leak(|| async {
         let dir = private_dir();
         let mut d = Daemon::start(dir.path(), "intro", &[]);
-        let (a, b) = (net(&[&d.socket]), net(&[&d.socket]));
-        registered_with(&a, 1).await;
-        registered_with(&b, 1).await;
+        let (a, b) = registered_pair(&[&d.socket], 1).await;
         let (mut x, mut y) = pair_up(&a, &b).await;
         let id = d.id;
         d.kill();
@@ -194,12 +196,7 @@ fn two_servers_with_one_failing() {
         // netlayer falls back to the second.
         let broken = TestServer::start(dir.path(), "broken", Mode::DropIntros);
         let mut good = Daemon::start(dir.path(), "good", &[]);
-        let (a, b) = (
-            net(&[&broken.socket, &good.socket]),
-            net(&[&broken.socket, &good.socket]),
-        );
-        registered_with(&a, 2).await;
-        registered_with(&b, 2).await;
+        let (a, b) = registered_pair(&[&broken.socket, &good.socket], 2).await;
         let (x, _) = pair_up(&a, &b).await;
         assert_eq!(x.info().via, good.id, "delivered through the second server");
 
@@ -221,12 +218,7 @@ fn a_real_daemon_killed_among_two() {
         let dir = private_dir();
         let mut first = Daemon::start(dir.path(), "first", &[]);
         let second = Daemon::start(dir.path(), "second", &[]);
-        let (a, b) = (
-            net(&[&first.socket, &second.socket]),
-            net(&[&first.socket, &second.socket]),
-        );
-        registered_with(&a, 2).await;
-        registered_with(&b, 2).await;
+        let (a, b) = registered_pair(&[&first.socket, &second.socket], 2).await;
         let target = b.location();
         first.kill();
         // Whether or not the netlayer has noticed yet, the connection goes
@@ -276,9 +268,7 @@ fn a_draft_shaped_intro_server() {
     no_leak(|| async {
         let dir = private_dir();
         let s = TestServer::start(dir.path(), "draft", Mode::Draft);
-        let (a, b) = (net(&[&s.socket]), net(&[&s.socket]));
-        registered_with(&a, 1).await;
-        registered_with(&b, 1).await;
+        let (a, b) = registered_pair(&[&s.socket], 1).await;
         pair_up(&a, &b).await;
     });
 }
@@ -324,9 +314,7 @@ fn a_relaying_server_is_flagged() {
     no_leak(|| async {
         let dir = private_dir();
         let s = TestServer::start(dir.path(), "relay", Mode::Relay);
-        let (a, b) = (net(&[&s.socket]), net(&[&s.socket]));
-        registered_with(&a, 1).await;
-        registered_with(&b, 1).await;
+        let (a, b) = registered_pair(&[&s.socket], 1).await;
         let (_, accepted) = pair_up(&a, &b).await;
         assert!(
             accepted.info().relayed,
