@@ -159,6 +159,55 @@ impl FdStream {
         self.io.writable().await
     }
 
+    /// Polls for read readiness (data, fds or end of stream), for use in
+    /// hand-written futures together with [`FdStream::try_recv`].
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.io.poll_read_ready(cx)
+    }
+
+    /// Polls one `sendmsg` of `data` with `fds` attached (`MSG_NOSIGNAL`),
+    /// for hand-written futures: `Ready(Ok(n))` once the kernel took `n`
+    /// bytes (the fds travel with the first of them), `Pending` until the
+    /// socket is writable.
+    ///
+    /// Each call is all-or-nothing for the fds: they are either attached to
+    /// the bytes the kernel took, or not sent at all. Callers that must send
+    /// the rest of `data` call again with the remaining bytes and no fds.
+    pub fn poll_send(
+        &self,
+        cx: &mut Context<'_>,
+        data: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Poll<Result<usize, SendError>> {
+        if !fds.is_empty() && data.is_empty() {
+            return Poll::Ready(Err(SendError::NoData));
+        }
+        if fds.len() > MAX_FDS {
+            return Poll::Ready(Err(SendError::TooManyFds(fds.len())));
+        }
+        loop {
+            match self.io.poll_write_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(SendError::Io(e))),
+                Poll::Ready(Ok(())) => {}
+            }
+            match self
+                .io
+                .try_io(Interest::WRITABLE, || sys::send(self.io.as_fd(), data, fds))
+            {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(SendError::Io(e))),
+                Ok(0) if !data.is_empty() => {
+                    return Poll::Ready(Err(SendError::Io(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the socket accepted no bytes",
+                    ))));
+                }
+                Ok(n) => return Poll::Ready(Ok(n)),
+            }
+        }
+    }
+
     fn recv_now(&self, buf: &mut BytesMut) -> io::Result<Received> {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);

@@ -98,6 +98,19 @@ pub enum IdentityError {
     /// Not a regular file.
     #[error("key file {0} is not a regular file")]
     NotAFile(PathBuf),
+    /// The file belongs to another user.
+    #[error(
+        "key file {path} is owned by uid {owner}, not by this process's uid {me}: whoever owns \
+         it can read it; use a key file of your own (chown it, or create one with keygen)"
+    )]
+    NotOwned {
+        /// The file.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Our effective uid.
+        me: u32,
+    },
     /// The file exists (saving never overwrites).
     #[error("key file {0} already exists; refusing to overwrite it")]
     Exists(PathBuf),

@@ -86,7 +86,8 @@ impl Identity {
     }
 
     /// Reads a PKCS#8 PEM key file. Refuses a file that is not a regular
-    /// file or that group or others may read or write.
+    /// file, that group or others may read or write, or that belongs to
+    /// another user (whoever owns it can change its mode and read it).
     pub fn load(path: &Path) -> Result<Identity, IdentityError> {
         let io = |source| IdentityError::Io {
             path: path.to_owned(),
@@ -205,6 +206,14 @@ fn check_key_file(path: &Path, meta: &std::fs::Metadata) -> Result<(), IdentityE
         return Err(IdentityError::NotPrivate {
             path: path.to_owned(),
             mode: meta.mode() & 0o7777,
+        });
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(IdentityError::NotOwned {
+            path: path.to_owned(),
+            owner: meta.uid(),
+            me,
         });
     }
     Ok(())

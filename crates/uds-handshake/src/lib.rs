@@ -54,6 +54,8 @@ pub mod channel;
 mod client;
 mod error;
 mod identity;
+#[cfg(feature = "io")]
+pub mod io;
 mod keys;
 mod server;
 

@@ -2,21 +2,33 @@
 //!
 //! Protocol: the client sends one packet with a command (`status`); the
 //! daemon answers with one or more packets of UTF-8 text and a last packet
-//! `end`. Clients whose uid is neither the daemon's nor root are refused.
+//! `end`. Clients whose uid is neither the daemon's nor root are refused;
+//! at most `max_admin_connections` are served at once, each for at most
+//! [`ADMIN_TIMEOUT`].
 
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
+use nix::sys::socket::SockType;
 use tokio_seqpacket::{UnixSeqpacket, UnixSeqpacketListener};
 
+use crate::listen::{BoundPath, ListenError, escape, prepare_socket_path};
 use crate::server::{Server, Status};
 
 /// The largest reply packet.
 const PACKET: usize = 16 << 10;
 /// The packet that ends a reply.
 pub const END: &[u8] = b"end";
+/// How long an admin client has to send its request, and the longest a
+/// reply may take to be read.
+pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest reply [`request`] accepts (a status of about 500,000
+/// peers); a longer one is an error, not an unbounded allocation.
+pub const MAX_REPLY: usize = 64 << 20;
 
 /// The admin socket path that goes with a listening socket path.
 pub fn default_admin_path(socket: &Path) -> PathBuf {
@@ -25,45 +37,49 @@ pub fn default_admin_path(socket: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// A bound admin socket; its file is removed when dropped.
+/// A bound admin socket; its file is removed when dropped (unless another
+/// process has replaced it).
 #[derive(Debug)]
 pub struct AdminSocket {
     listener: UnixSeqpacketListener,
-    path: PathBuf,
+    bound: BoundPath,
 }
 
 impl AdminSocket {
-    /// Binds the admin socket at `path` (mode 0600). A leftover socket file
-    /// is replaced only if nobody answers on it.
-    pub async fn bind(path: &Path) -> io::Result<AdminSocket> {
-        if path.exists() {
-            match UnixSeqpacket::connect(path).await {
-                Ok(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        format!("another daemon answers on admin socket {}", path.display()),
-                    ));
-                }
-                Err(_) => std::fs::remove_file(path)?,
-            }
-        }
-        let listener = UnixSeqpacketListener::bind(path)?;
+    /// Binds the admin socket at `path` (mode 0600), by the same rules as the
+    /// listening socket: a private directory, and a leftover file removed
+    /// only if it is a socket on which nobody answers.
+    pub fn bind(path: &Path) -> Result<AdminSocket, ListenError> {
+        let what = |w: &str| format!("{w} admin socket {}", path.display());
+        prepare_socket_path(path, SockType::SeqPacket)?;
+        let listener = UnixSeqpacketListener::bind(path).map_err(|source| ListenError::Io {
+            what: what("bind"),
+            source,
+        })?;
+        let bound = BoundPath::new(path).map_err(|source| ListenError::Io {
+            what: what("stat"),
+            source,
+        })?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        Ok(AdminSocket {
-            listener,
-            path: path.to_owned(),
-        })
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+            |source| ListenError::Io {
+                what: what("chmod"),
+                source,
+            },
+        )?;
+        Ok(AdminSocket { listener, bound })
     }
 
     /// The socket path.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.bound.path()
     }
 
     /// Answers admin requests until the server shuts down.
     pub async fn serve(&mut self, server: &Server) {
         let own_uid = nix::unistd::geteuid().as_raw();
+        let max = server.config().limits.max_admin_connections;
+        let active = Arc::new(AtomicUsize::new(0));
         loop {
             let conn = tokio::select! {
                 _ = server.stopped() => return,
@@ -92,27 +108,32 @@ impl AdminSocket {
                     continue;
                 }
             }
+            if active.fetch_add(1, Ordering::Relaxed) >= max {
+                active.fetch_sub(1, Ordering::Relaxed);
+                tracing::warn!(
+                    "refused an admin client: {max} admin connections are open \
+                     (--max-admin-connections)"
+                );
+                continue;
+            }
             let server = server.clone();
+            let active = active.clone();
             tokio::spawn(async move {
-                if let Err(e) = answer(&conn, &server).await {
-                    tracing::debug!("admin client: {e}");
+                let served = tokio::time::timeout(ADMIN_TIMEOUT, answer(&conn, &server)).await;
+                active.fetch_sub(1, Ordering::Relaxed);
+                match served {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!("admin client: {e}"),
+                    Err(_) => tracing::debug!("admin client: timed out"),
                 }
             });
         }
     }
 }
 
-impl Drop for AdminSocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
-
 async fn answer(conn: &UnixSeqpacket, server: &Server) -> io::Result<()> {
     let mut buf = [0u8; 256];
-    let info = tokio::time::timeout(Duration::from_secs(5), conn.recv(&mut buf))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request"))??;
+    let info = conn.recv(&mut buf).await?;
     let n = info.bytes_read();
     let reply = if info.truncated() {
         "error: request too long\n".to_owned()
@@ -149,20 +170,29 @@ pub fn render_status(s: &Status) -> String {
         out.push_str(&v);
         out.push('\n');
     };
+    let r = &s.router;
+    let c = &r.counters;
     line("id", s.id.to_string());
     line("uptime-seconds", s.uptime.as_secs().to_string());
-    line("clients", s.clients.to_string());
-    line("unregistered", s.unregistered.to_string());
-    line("registered", s.peers.len().to_string());
-    line("accepted", s.accepted.to_string());
-    line("registrations", s.registrations.to_string());
-    line("intros-forwarded", s.intros_forwarded.to_string());
-    line("intros-parked", s.intros_parked.to_string());
-    line("intros-waiting", s.parked_now.to_string());
-    let refusals: Vec<String> = s
-        .refusals
-        .iter()
-        .map(|(name, n)| format!("{name}={n}"))
+    line("clients", r.clients.to_string());
+    line("unregistered", r.unregistered.to_string());
+    line("registered", r.registered.to_string());
+    line("accepted", c.accepted.to_string());
+    line("registrations", c.registrations.to_string());
+    line("intros-received", c.intros_received.to_string());
+    line("intros-forwarded", c.intros_forwarded.to_string());
+    line("intros-parked", c.intros_parked.to_string());
+    line("intros-dropped", c.intros_dropped.to_string());
+    line("intros-waiting", r.parked.to_string());
+    line("intros-queued", r.queued.to_string());
+    line("sockets-held", r.held_fds.to_string());
+    line("intro-bytes-held", r.held_bytes.to_string());
+    line("senders-paused", r.paused.to_string());
+    line("senders-paused-total", c.senders_paused.to_string());
+    line("extra-fds-closed", c.extra_fds_closed.to_string());
+    let refusals: Vec<String> = c
+        .all_refusals()
+        .map(|(reason, n)| format!("{}={n}", reason.name()))
         .collect();
     line("refused", refusals.join(" "));
     for p in &s.peers {
@@ -197,7 +227,7 @@ pub async fn request(path: &Path, command: &str) -> io::Result<String> {
     let mut reply = String::new();
     let mut buf = vec![0u8; PACKET + 64];
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), conn.recv(&mut buf))
+        let n = tokio::time::timeout(ADMIN_TIMEOUT, conn.recv(&mut buf))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the daemon did not answer"))??
             .bytes_read();
@@ -209,6 +239,16 @@ pub async fn request(path: &Path, command: &str) -> io::Result<String> {
         }
         if &buf[..n] == END {
             return Ok(reply);
+        }
+        if reply.len() + n > MAX_REPLY {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the reply from {} is longer than {MAX_REPLY} bytes: is that really \
+                     uds-introd's admin socket?",
+                    escape(&path.to_string_lossy())
+                ),
+            ));
         }
         reply.push_str(&String::from_utf8_lossy(&buf[..n]));
     }

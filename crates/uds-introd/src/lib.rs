@@ -43,10 +43,11 @@
 pub mod admin;
 mod config;
 mod listen;
+pub mod router;
 mod server;
 mod stats;
 
 pub use config::{Config, Limits, Policy};
 pub use listen::{ListenAddr, ListenError, Listener, default_socket_path, ensure_private_dir};
 pub use server::{PeerStatus, Server, Status};
-pub use stats::{Reason, Stats};
+pub use stats::{Counters, Reason};

@@ -3,9 +3,11 @@
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{SocketAddr, UnixListener as StdListener, UnixStream as StdStream};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{SocketAddr, UnixListener as StdListener};
 use std::path::{Path, PathBuf};
+
+use nix::sys::socket::SockType;
 
 use tokio::net::UnixListener;
 
@@ -36,6 +38,10 @@ pub enum ListenError {
     /// An inherited socket is not a listening Unix stream socket.
     #[error("socket activation: {0}")]
     Activation(String),
+    /// The path has a control character (a newline would split the `ready`
+    /// line and could forge its fields).
+    #[error("refusing the socket path {0:?}: it contains a control character")]
+    BadPath(PathBuf),
     /// A system call failed.
     #[error("{what}: {source}")]
     Io {
@@ -71,14 +77,32 @@ pub enum ListenAddr {
     Unnamed,
 }
 
+/// Shown with control characters and backslashes escaped (`\n`,
+/// `\x1b`, `\\`), so that an address can never split or forge a line.
 impl std::fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ListenAddr::Path(p) => write!(f, "{}", p.display()),
-            ListenAddr::Abstract(n) => write!(f, "@{}", String::from_utf8_lossy(n)),
+            ListenAddr::Path(p) => f.write_str(&escape(&p.to_string_lossy())),
+            ListenAddr::Abstract(n) => write!(f, "@{}", escape(&String::from_utf8_lossy(n))),
             ListenAddr::Unnamed => f.write_str("(unnamed)"),
         }
     }
+}
+
+/// `s` with control characters and backslashes escaped.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 impl ListenAddr {
@@ -93,13 +117,113 @@ impl ListenAddr {
     }
 }
 
+/// A socket file this process bound, removed when dropped, but only if the
+/// path still names the same inode (a newer daemon may have replaced it).
+#[derive(Debug)]
+pub(crate) struct BoundPath {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl BoundPath {
+    /// Records the inode now at `path` (just bound by us).
+    pub(crate) fn new(path: &Path) -> io::Result<BoundPath> {
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok(BoundPath {
+            path: path.to_owned(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for BoundPath {
+    fn drop(&mut self) {
+        match std::fs::symlink_metadata(&self.path) {
+            Ok(m) if m.dev() == self.dev && m.ino() == self.ino => {
+                if let Err(e) = std::fs::remove_file(&self.path) {
+                    tracing::warn!(path = %self.path.display(), "could not remove socket file: {e}");
+                }
+            }
+            Ok(_) => tracing::info!(
+                path = %self.path.display(),
+                "not removing the socket file: another process has replaced it"
+            ),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), "could not check socket file: {e}")
+            }
+        }
+    }
+}
+
+/// Makes `path` ready to bind a socket of type `ty`, by the one rule for
+/// every socket file the daemon creates: the directory must be private
+/// ([`ensure_private_dir`]), the path free of control characters, and a
+/// leftover file at `path` is removed only if it is a socket on which a
+/// connection is refused (nobody listens). A socket that answers is
+/// [`ListenError::InUse`]; anything that is not a socket is never removed.
+/// The probe never blocks.
+pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<(), ListenError> {
+    if path.to_string_lossy().chars().any(char::is_control) {
+        return Err(ListenError::BadPath(path.to_owned()));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    ensure_private_dir(&dir)?;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => {
+            if !meta.file_type().is_socket() {
+                return Err(ListenError::NotASocket(path.to_owned()));
+            }
+            match probe(path, ty) {
+                Ok(()) => Err(ListenError::InUse(path.to_owned())),
+                Err(nix::errno::Errno::ECONNREFUSED) => {
+                    tracing::info!(path = %path.display(), "removing leftover socket file (nobody listens on it)");
+                    std::fs::remove_file(path)
+                        .map_err(io_err(format!("remove leftover socket {}", path.display())))
+                }
+                // A full backlog: someone listens.
+                Err(nix::errno::Errno::EAGAIN) => Err(ListenError::InUse(path.to_owned())),
+                Err(e) => Err(ListenError::Io {
+                    what: format!("probe existing socket {}", path.display()),
+                    source: e.into(),
+                }),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(format!("stat {}", path.display()))(e)),
+    }
+}
+
+/// A non-blocking `connect` to the socket at `path`.
+fn probe(path: &Path, ty: SockType) -> Result<(), nix::errno::Errno> {
+    use nix::sys::socket::{AddressFamily, SockFlag, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        ty,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)
+}
+
 /// A listening socket. A filesystem socket that this daemon created is
-/// removed when the `Listener` is dropped (clean shutdown).
+/// removed when the `Listener` is dropped (clean shutdown), unless another
+/// process has replaced it since.
 #[derive(Debug)]
 pub struct Listener {
     inner: UnixListener,
     addr: ListenAddr,
-    remove_on_drop: Option<PathBuf>,
+    bound: Option<BoundPath>,
 }
 
 impl Listener {
@@ -113,10 +237,7 @@ impl Listener {
         &self.addr
     }
 
-    fn from_std(
-        std: StdListener,
-        remove_on_drop: Option<PathBuf>,
-    ) -> Result<Listener, ListenError> {
+    fn from_std(std: StdListener, bound: Option<BoundPath>) -> Result<Listener, ListenError> {
         std.set_nonblocking(true)
             .map_err(io_err("set_nonblocking"))?;
         let addr = std
@@ -124,11 +245,7 @@ impl Listener {
             .map(|a| ListenAddr::of(&a))
             .unwrap_or(ListenAddr::Unnamed);
         let inner = UnixListener::from_std(std).map_err(io_err("register listener with tokio"))?;
-        Ok(Listener {
-            inner,
-            addr,
-            remove_on_drop,
-        })
+        Ok(Listener { inner, addr, bound })
     }
 
     /// Binds a filesystem socket at `path`.
@@ -139,42 +256,26 @@ impl Listener {
     /// listens); anything else at `path` is an error. `mode` is applied to
     /// the socket file (0600 unless other users are admitted).
     pub fn bind_path(path: &Path, mode: u32) -> Result<Listener, ListenError> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
-        ensure_private_dir(&dir)?;
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) => {
-                use std::os::unix::fs::FileTypeExt;
-                if !meta.file_type().is_socket() {
-                    return Err(ListenError::NotASocket(path.to_owned()));
-                }
-                match StdStream::connect(path) {
-                    Ok(_) => return Err(ListenError::InUse(path.to_owned())),
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        tracing::info!(path = %path.display(), "removing leftover socket file (nobody listens on it)");
-                        std::fs::remove_file(path).map_err(io_err(format!(
-                            "remove leftover socket {}",
-                            path.display()
-                        )))?;
-                    }
-                    Err(e) => {
-                        return Err(ListenError::Io {
-                            what: format!("probe existing socket {}", path.display()),
-                            source: e,
-                        });
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(format!("stat {}", path.display()))(e)),
-        }
+        prepare_socket_path(path, SockType::Stream)?;
         let std = StdListener::bind(path).map_err(io_err(format!("bind {}", path.display())))?;
-        let listener = Listener::from_std(std, Some(path.to_owned()))?;
+        let bound = BoundPath::new(path).map_err(io_err(format!("stat {}", path.display())))?;
+        let listener = Listener::from_std(std, Some(bound))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
             .map_err(io_err(format!("chmod {}", path.display())))?;
         Ok(listener)
+    }
+
+    /// Gives the socket file to group `gid` (for `--allow-gid`: clients of
+    /// that group need it to reach the socket). A process may do this for
+    /// a group it belongs to, or as root.
+    pub fn set_group(&self, gid: u32) -> Result<(), ListenError> {
+        let Some(bound) = &self.bound else {
+            return Ok(());
+        };
+        std::os::unix::fs::lchown(bound.path(), None, Some(gid)).map_err(io_err(format!(
+            "give {} to group {gid} (the daemon must be root or a member of that group)",
+            bound.path().display()
+        )))
     }
 
     /// Binds an abstract socket `name` (without the leading NUL).
@@ -183,6 +284,9 @@ impl Listener {
     /// `/proc/net/unix`, and anyone can bind the name once this daemon exits:
     /// clients must not trust the name alone (pin the server's key).
     pub fn bind_abstract(name: &str) -> Result<Listener, ListenError> {
+        if name.chars().any(char::is_control) {
+            return Err(ListenError::BadPath(PathBuf::from(format!("@{name}"))));
+        }
         let addr = SocketAddr::from_abstract_name(name.as_bytes())
             .map_err(io_err(format!("abstract name @{name}")))?;
         let std = StdListener::bind_addr(&addr).map_err(|e| {
@@ -193,6 +297,12 @@ impl Listener {
             }
         })?;
         Listener::from_std(std, None)
+    }
+
+    /// The path of the socket file this listener created and will remove,
+    /// if any.
+    pub fn bound_path(&self) -> Option<&Path> {
+        self.bound.as_ref().map(BoundPath::path)
     }
 
     /// The listening sockets passed by systemd socket activation
@@ -208,16 +318,6 @@ impl Listener {
                 Listener::from_std(StdListener::from(fd), None)
             })
             .collect()
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Some(path) = self.remove_on_drop.take()
-            && let Err(e) = std::fs::remove_file(&path)
-        {
-            tracing::warn!(path = %path.display(), "could not remove socket file: {e}");
-        }
     }
 }
 

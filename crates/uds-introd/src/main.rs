@@ -113,7 +113,7 @@ struct RunArgs {
 
 #[derive(Args, Clone, Default)]
 #[command(
-    next_help_heading = "Limits (each refusal closes one connection and is counted in `status`)"
+    next_help_heading = "Limits (each refusal closes one connection or one intro, and is counted in `status`)"
 )]
 struct LimitArgs {
     /// Largest message on the intro channel, in bytes [default: 65536].
@@ -134,28 +134,50 @@ struct LimitArgs {
     /// Connections at once that have not registered yet [default: 256].
     #[arg(long, value_name = "N")]
     max_unregistered: Option<usize>,
-    /// Bytes queued toward a client that does not read before it is
-    /// disconnected [default: 1048576].
-    #[arg(long, value_name = "BYTES")]
-    max_queued_bytes: Option<usize>,
-    /// Intros queued toward one client that it has not read yet, before it is
-    /// disconnected [default: 64].
+    /// Intros one client may have queued or waiting at once, toward all
+    /// targets; beyond it the client is slowed down (deliverable intros) or
+    /// refused (intros to unregistered targets) [default: 64].
     #[arg(long, value_name = "N")]
-    max_pending_intros: Option<usize>,
-    /// Intros from one client waiting at once for unregistered targets
+    max_intros_per_sender: Option<usize>,
+    /// The same budget in bytes of intro records [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    max_intro_bytes_per_sender: Option<usize>,
+    /// Intros one client may have queued or waiting at once toward one
+    /// target [default: 16].
+    #[arg(long, value_name = "N")]
+    max_intros_per_target: Option<usize>,
+    /// The same budget in bytes [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    max_intro_bytes_per_target: Option<usize>,
+    /// Intros waiting at once for one unregistered target, from all clients
     /// [default: 64].
     #[arg(long, value_name = "N")]
-    max_parked_per_sender: Option<usize>,
-    /// Intros waiting at once for one unregistered target [default: 64].
-    #[arg(long, value_name = "N")]
     max_parked_per_target: Option<usize>,
-    /// Passed sockets held at once, queued or waiting, across all clients
-    /// [default: 8192].
+    /// Passed sockets held at once, queued, waiting or being sent, across
+    /// all clients [default: 8192].
     #[arg(long, value_name = "N")]
     max_held_fds: Option<usize>,
+    /// Bytes of intro records held at once across all clients
+    /// [default: 8388608].
+    #[arg(long, value_name = "BYTES")]
+    max_held_bytes: Option<usize>,
     /// How long an intro waits for its target to register [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     park_timeout: Option<Duration>,
+    /// How long a client may take to read one intro sent to it before it is
+    /// disconnected [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    send_timeout: Option<Duration>,
+    /// Intros of one client refused within one park timeout before that
+    /// client is disconnected [default: 256].
+    #[arg(long, value_name = "N")]
+    max_refused_per_sender: Option<usize>,
+    /// Server hints kept in each locator of a forwarded intro [default: 8].
+    #[arg(long, value_name = "N")]
+    max_forwarded_hints: Option<usize>,
+    /// Admin connections at once [default: 8].
+    #[arg(long, value_name = "N")]
+    max_admin_connections: Option<usize>,
 }
 
 fn parse_wire(s: &str) -> Result<WireProfile, String> {
@@ -192,12 +214,18 @@ impl LimitArgs {
             max_clients => max_clients,
             max_clients_per_uid => max_clients_per_uid,
             max_unregistered => max_unregistered,
-            max_queued_bytes => max_queued_bytes,
-            max_pending_intros => max_pending_intros,
-            max_parked_per_sender => max_parked_per_sender,
+            max_intros_per_sender => max_intros_per_sender,
+            max_intro_bytes_per_sender => max_intro_bytes_per_sender,
+            max_intros_per_target => max_intros_per_target,
+            max_intro_bytes_per_target => max_intro_bytes_per_target,
             max_parked_per_target => max_parked_per_target,
             max_held_fds => max_held_fds,
-            park_timeout => park_timeout
+            max_held_bytes => max_held_bytes,
+            park_timeout => park_timeout,
+            send_timeout => send_timeout,
+            max_refused_per_sender => max_refused_per_sender,
+            max_forwarded_hints => max_forwarded_hints,
+            max_admin_connections => max_admin_connections
         );
         l
     }
@@ -312,6 +340,21 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
         } else if spawn.is_none() {
             listeners.push(Listener::bind_path(&default_socket_path()?, mode)?);
         }
+        // Clients of an allowed group can reach the socket only if the file
+        // belongs to that group.
+        if let [gid, ..] = config.policy.allow_gids[..]
+            && config.policy.allow_uids.is_empty()
+        {
+            for l in &listeners {
+                l.set_group(gid)?;
+            }
+            if config.policy.allow_gids.len() > 1 {
+                tracing::warn!(
+                    "the socket file belongs to group {gid}: clients whose primary group is \
+                     another --allow-gid can reach it only if they are also in group {gid}"
+                );
+            }
+        }
     } else if args.socket.is_some() || args.abstract_name.is_some() {
         tracing::warn!("socket activation in use: ignoring --socket/--abstract");
     }
@@ -327,7 +370,7 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
         })
     };
     let mut admin = match &admin_path {
-        Some(p) => Some(AdminSocket::bind(p).await.map_err(|e| {
+        Some(p) => Some(AdminSocket::bind(p).map_err(|e| {
             format!(
                 "admin socket {}: {e} (pass --admin PATH or --no-admin)",
                 p.display()
@@ -427,6 +470,10 @@ fn raise_fd_limit(needed: usize) {
 /// the server keeps the other end and admits only the child's pid on it.
 fn spawn_child(server: &Server, command: &[String]) -> Result<tokio::process::Child, BoxError> {
     let (ours, theirs) = uds_fdpass::FdStream::pair_with_owned()?;
+    // Before the child exists, so that its very first bytes carry its
+    // credentials.
+    ours.set_pass_credentials(true)
+        .map_err(|e| format!("cannot enable SO_PASSCRED on the child's socket: {e}"))?;
     let inheritable = uds_fdpass::inherit::inheritable(std::os::fd::AsFd::as_fd(&theirs))?;
     let fd_number = std::os::fd::AsRawFd::as_raw_fd(&inheritable);
     let child = tokio::process::Command::new(&command[0])

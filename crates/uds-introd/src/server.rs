@@ -1,14 +1,18 @@
-//! The daemon's core: admission, registration, the registry of peers,
-//! forwarding and parking of intros.
+//! The daemon's async shell: it accepts connections, runs each client's
+//! registration handshake and reads its intros, and performs what the
+//! [`Router`](crate::router::Router) decides.
 //!
-//! Each client connection is one task. Protocol rules live in
-//! `uds-handshake` (the registration state machine and the intro-channel
-//! framer); this module only moves bytes and fds between them and the
-//! sockets, and enforces the daemon's limits and policies.
+//! Each client connection is one task, the only owner of that socket: it
+//! reads with an [`IntroReader`] (unless the router paused it) and writes
+//! the intros the router queues for it with a [`UnitWriter`], both
+//! cancel-safe, from one `select!`. The registration handshake is
+//! `uds-handshake`'s state machine; every rule about who may send what to
+//! whom, and every deadline, is the router's. One more task sleeps until the
+//! router's next deadline.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,12 +21,14 @@ use tokio::net::UnixListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uds_fdpass::{Credentials, FdStream};
-use uds_handshake::channel::{ChannelError, ChannelEvent, IntroChannel};
+use uds_handshake::channel::{ChannelError, ChannelEvent};
+use uds_handshake::io::{IntroReader, Outgoing, ReadError, UnitWriter};
 use uds_handshake::{Identity, ServerHandshake, ServerStep};
-use uds_syrup::{Designator, Locator, SCM_RIGHTS_BODY};
+use uds_syrup::Designator;
 
 use crate::config::Config;
-use crate::stats::{Reason, Stats};
+use crate::router::{Action, ClientId, Router, RouterStatus};
+use crate::stats::{Counters, Reason};
 
 /// Locks a mutex, recovering the data if another task panicked while
 /// holding it (the daemon keeps serving).
@@ -50,175 +56,110 @@ pub struct Server {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("id", &self.designator())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Shared {
     identity: Arc<Identity>,
     config: Config,
-    stats: Stats,
-    registry: Mutex<Registry>,
-    counts: Mutex<Counts>,
+    core: Mutex<Core>,
+    /// Wakes the timer task when an earlier deadline appears.
+    timer: Notify,
     shutdown: CancellationToken,
     started: Instant,
-    next_id: AtomicU64,
-    /// Passed sockets held now (see `HeldFd`).
-    held: Arc<AtomicUsize>,
+    started_wall: SystemTime,
 }
 
+/// The router and the handles of the sessions it talks about.
+struct Core {
+    router: Router<OwnedFd>,
+    handles: HashMap<ClientId, Arc<Handle>>,
+    /// The deadline the timer task sleeps until.
+    armed: Option<Instant>,
+}
+
+/// What the router asked of one session, set by whichever task ran the
+/// router, read by the session.
 #[derive(Default)]
-struct Counts {
-    total: usize,
-    unregistered: usize,
-    per_uid: HashMap<u32, usize>,
+struct Handle {
+    notify: Notify,
+    closed: Mutex<Option<(Reason, String)>>,
+    paused: AtomicBool,
+    output: AtomicBool,
 }
 
-#[derive(Default)]
-struct Registry {
-    peers: HashMap<Designator, Arc<Client>>,
-    parked: HashMap<Designator, VecDeque<Parked>>,
-    next_parked: u64,
-}
-
-/// A passed socket the daemon holds (queued or parked), counted against
-/// `max_held_fds` until it is sent or closed.
-struct HeldFd {
-    fd: OwnedFd,
-    held: Arc<AtomicUsize>,
-}
-
-impl Drop for HeldFd {
-    fn drop(&mut self) {
-        self.held.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// An intro waiting for its target to register.
-struct Parked {
-    id: u64,
-    raw: Bytes,
-    fd: HeldFd,
-    /// The sender's count of parked intros, decremented when this one leaves.
-    sender_parked: Arc<AtomicUsize>,
-}
-
-impl Parked {
-    /// Leaves the parking lot: the sender's count goes down and the record
-    /// and fd are handed back (dropping the fd closes the dialer's socket).
-    fn release(self) -> (Bytes, HeldFd) {
-        self.sender_parked.fetch_sub(1, Ordering::Relaxed);
-        (self.raw, self.fd)
-    }
-}
-
-/// A registered client, as seen by other sessions.
-struct Client {
-    id: u64,
-    locator: Locator,
-    creds: Credentials,
-    since: SystemTime,
-    out: Mutex<Outbound>,
-    wake: Notify,
-    killed: Notify,
-    kill_reason: Mutex<Option<Reason>>,
-    /// Intros this client sent that are parked waiting for their target.
-    parked: Arc<AtomicUsize>,
-}
-
-#[derive(Default)]
-struct Outbound {
-    items: VecDeque<(Bytes, HeldFd)>,
-    bytes: usize,
-}
-
-impl Client {
-    fn kill(&self, reason: Reason) {
-        let mut r = lock(&self.kill_reason);
-        if r.is_none() {
-            *r = Some(reason);
-            self.killed.notify_one();
-        }
-    }
-
-    /// Queues an intro toward this client. Past `max_pending_intros`
-    /// intros or `max_queued_bytes` bytes the client is disconnected (it is
-    /// not reading) and the intro dropped.
-    fn enqueue(&self, raw: Bytes, fd: HeldFd, limits: &crate::Limits) -> bool {
-        let mut out = lock(&self.out);
-        let size = raw.len() + SCM_RIGHTS_BODY.len();
-        if out.items.len() >= limits.max_pending_intros
-            || out.bytes + size > limits.max_queued_bytes
-        {
-            drop(out);
-            self.kill(Reason::QueueFull);
-            return false;
-        }
-        out.bytes += size;
-        out.items.push_back((raw, fd));
-        drop(out);
-        self.wake.notify_one();
-        true
-    }
-}
-
-/// Keeps the connection counts; released when the session ends.
-struct Admission {
-    shared: Arc<Shared>,
-    uid: u32,
-    registered: bool,
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        let mut c = lock(&self.shared.counts);
-        c.total -= 1;
-        if !self.registered {
-            c.unregistered -= 1;
-        }
-        if let Some(n) = c.per_uid.get_mut(&self.uid) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_uid.remove(&self.uid);
+impl Core {
+    /// Performs the router's actions; wakes the timer task if the next
+    /// deadline moved earlier.
+    fn dispatch(&mut self, timer: &Notify) {
+        while let Some(action) = self.router.poll_action() {
+            match action {
+                Action::Close {
+                    client,
+                    reason,
+                    detail,
+                } => {
+                    if let Some(h) = self.handles.remove(&client) {
+                        *lock(&h.closed) = Some((reason, detail));
+                        h.notify.notify_one();
+                    }
+                }
+                Action::Pause(client) => {
+                    if let Some(h) = self.handles.get(&client) {
+                        h.paused.store(true, Ordering::Relaxed);
+                    }
+                }
+                Action::Resume(client) => {
+                    if let Some(h) = self.handles.get(&client) {
+                        h.paused.store(false, Ordering::Relaxed);
+                        h.notify.notify_one();
+                    }
+                }
+                Action::Wake(client) => {
+                    if let Some(h) = self.handles.get(&client) {
+                        h.output.store(true, Ordering::Relaxed);
+                        h.notify.notify_one();
+                    }
+                }
             }
         }
-    }
-}
-
-impl Admission {
-    fn registered(&mut self) {
-        if !self.registered {
-            self.registered = true;
-            lock(&self.shared.counts).unregistered -= 1;
+        let next = self.router.poll_timeout();
+        if next.is_some() && (self.armed.is_none() || next < self.armed) {
+            self.armed = next;
+            timer.notify_one();
         }
     }
 }
 
 /// A snapshot of the daemon's state, as `uds-introd status` shows it.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Status {
     /// The daemon's designator.
     pub id: Designator,
     /// Time since start.
     pub uptime: Duration,
-    /// Open client connections.
-    pub clients: usize,
-    /// Connections that have not registered yet.
-    pub unregistered: usize,
-    /// Connections accepted since start.
-    pub accepted: u64,
-    /// Successful registrations since start.
-    pub registrations: u64,
-    /// Intros delivered.
-    pub intros_forwarded: u64,
-    /// Intros that waited for their target.
-    pub intros_parked: u64,
-    /// Intros waiting now.
-    pub parked_now: usize,
-    /// Refusals by reason (all reasons, zero or not).
-    pub refusals: Vec<(&'static str, u64)>,
-    /// The registered peers.
+    /// The router's state and counters.
+    pub router: RouterStatus,
+    /// The registered peers, sorted by designator.
     pub peers: Vec<PeerStatus>,
+}
+
+impl Status {
+    /// The counters since start.
+    pub fn counters(&self) -> &Counters {
+        &self.router.counters
+    }
 }
 
 /// One registered peer in a [`Status`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PeerStatus {
     /// Its designator.
     pub designator: Designator,
@@ -230,6 +171,9 @@ pub struct PeerStatus {
 
 /// Why a session ended, for the log.
 enum End {
+    /// The router closed it (already counted).
+    Closed(Reason, String),
+    /// The client broke a rule the shell checks (counted here).
     Refused(Reason, String),
     Eof,
     /// The client went away mid-read or mid-write (not a refusal).
@@ -237,24 +181,25 @@ enum End {
     Shutdown,
 }
 
-/// A failed read or write: the client hung up, unless the kernel truncated
-/// the fds it sent (more than a receive can hold, or no free fd slot), which
-/// is refused as bad input.
-fn io_end(what: &str, e: std::io::Error) -> End {
-    let truncated = e
-        .get_ref()
-        .is_some_and(|inner| inner.is::<uds_fdpass::TruncatedError>());
-    if truncated {
-        End::Refused(Reason::Protocol, format!("{what}: {e}"))
-    } else {
-        End::Gone(format!("{what}: {e}"))
-    }
+/// Maps a read error to the end of the session it causes.
+fn read_end(e: ReadError) -> End {
+    let reason = match &e {
+        ReadError::Io(_) => return End::Gone(e.to_string()),
+        ReadError::Truncated(_) => Reason::Protocol,
+        ReadError::WrongPid { .. } => Reason::WrongPid,
+        ReadError::Channel(ChannelError::Syrup(d)) if d.is_limit() => Reason::Limit,
+        ReadError::Channel(ChannelError::MissingFd { .. }) => Reason::MissingFd,
+        ReadError::Channel(ChannelError::UnexpectedFd { .. }) => Reason::BadFd,
+        ReadError::Channel(_) => Reason::Protocol,
+        _ => Reason::Protocol,
+    };
+    End::Refused(reason, e.to_string())
 }
 
-/// A failed send: see [`io_end`].
+/// Maps a failed send to the end of the session it causes.
 fn send_end(e: uds_fdpass::SendError) -> End {
     match e {
-        uds_fdpass::SendError::Io(e) => io_end("write failed", e),
+        uds_fdpass::SendError::Io(e) => End::Gone(format!("write failed: {e}")),
         other => End::Refused(Reason::Protocol, format!("write failed: {other}")),
     }
 }
@@ -262,19 +207,22 @@ fn send_end(e: uds_fdpass::SendError) -> End {
 impl Server {
     /// A server with this identity and configuration.
     pub fn new(identity: Arc<Identity>, config: Config) -> Server {
-        Server {
-            shared: Arc::new(Shared {
-                identity,
-                config,
-                stats: Stats::default(),
-                registry: Mutex::new(Registry::default()),
-                counts: Mutex::new(Counts::default()),
-                shutdown: CancellationToken::new(),
-                started: Instant::now(),
-                next_id: AtomicU64::new(1),
-                held: Arc::new(AtomicUsize::new(0)),
+        let router = Router::new(config.limits, config.policy.clone());
+        let shared = Arc::new(Shared {
+            identity,
+            config,
+            core: Mutex::new(Core {
+                router,
+                handles: HashMap::new(),
+                armed: None,
             }),
-        }
+            timer: Notify::new(),
+            shutdown: CancellationToken::new(),
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+        });
+        tokio::spawn(run_timers(shared.clone()));
+        Server { shared }
     }
 
     /// The server's designator (its public key), which peers put in their
@@ -286,11 +234,6 @@ impl Server {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.shared.config
-    }
-
-    /// The counters.
-    pub fn stats(&self) -> &Stats {
-        &self.shared.stats
     }
 
     /// Asks every session and `serve` loop to end.
@@ -306,39 +249,24 @@ impl Server {
     /// A snapshot of the state.
     pub fn status(&self) -> Status {
         let s = &self.shared;
-        let (clients, unregistered) = {
-            let c = lock(&s.counts);
-            (c.total, c.unregistered)
+        let now = Instant::now();
+        let (router, peers) = {
+            let core = lock(&s.core);
+            (core.router.status(), core.router.peers(now))
         };
-        let (mut peers, parked_now) = {
-            let r = lock(&s.registry);
-            let peers: Vec<PeerStatus> = r
-                .peers
-                .iter()
-                .map(|(d, c)| PeerStatus {
-                    designator: *d,
-                    creds: c.creds,
-                    since: c.since,
-                })
-                .collect();
-            (peers, r.parked.values().map(VecDeque::len).sum())
-        };
-        peers.sort_by_key(|p| p.designator.to_string());
+        let wall = SystemTime::now();
         Status {
             id: self.designator(),
-            uptime: s.started.elapsed(),
-            clients,
-            unregistered,
-            accepted: Stats::get(&s.stats.accepted),
-            registrations: Stats::get(&s.stats.registrations),
-            intros_forwarded: Stats::get(&s.stats.intros_forwarded),
-            intros_parked: Stats::get(&s.stats.intros_parked),
-            parked_now,
-            refusals: Reason::ALL
-                .iter()
-                .map(|r| (r.name(), s.stats.refusals(*r)))
+            uptime: now.saturating_duration_since(s.started),
+            router,
+            peers: peers
+                .into_iter()
+                .map(|p| PeerStatus {
+                    designator: p.designator,
+                    creds: p.creds,
+                    since: wall.checked_sub(p.registered_for).unwrap_or(s.started_wall),
+                })
                 .collect(),
-            peers,
         }
     }
 
@@ -348,7 +276,7 @@ impl Server {
             tokio::select! {
                 _ = self.shared.shutdown.cancelled() => return,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => self.admit(Ok(FdStream::from(stream)), None),
+                    Ok((stream, _)) => self.admit(FdStream::from(stream), None),
                     Err(e) => {
                         // EMFILE and friends: back off instead of spinning.
                         tracing::warn!("accept failed: {e}");
@@ -363,28 +291,21 @@ impl Server {
     /// socketpair whose other end was given to a child process).
     ///
     /// With `only_pid`, every message on the socket must come from that
-    /// process (checked with `SCM_CREDENTIALS`); otherwise the client is
-    /// admitted by its `SO_PEERCRED` credentials like any other.
+    /// process, checked with `SCM_CREDENTIALS`: turn `SO_PASSCRED` on for
+    /// the socket ([`FdStream::set_pass_credentials`]) before that process
+    /// can write to it. Otherwise the client is admitted by its
+    /// `SO_PEERCRED` credentials like any other.
     pub fn serve_connection(&self, stream: FdStream, only_pid: Option<i32>) {
-        self.admit(Ok(stream), only_pid);
+        self.admit(stream, only_pid);
     }
 
-    fn admit(&self, stream: std::io::Result<FdStream>, only_pid: Option<i32>) {
+    fn admit(&self, stream: FdStream, only_pid: Option<i32>) {
         let s = &self.shared;
-        Stats::bump(&s.stats.accepted);
-        let stream = match stream {
-            Ok(st) => st,
-            Err(e) => {
-                tracing::warn!("cannot use accepted connection: {e}");
-                s.stats.refuse(Reason::Credentials);
-                return;
-            }
-        };
         let creds = match stream.peer_credentials() {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!("refused a client: cannot read its credentials: {e}");
-                s.stats.refuse(Reason::Credentials);
+                lock(&s.core).router.count_rejected(Reason::Credentials);
                 return;
             }
         };
@@ -395,69 +316,73 @@ impl Server {
             Some(pid) => Credentials { pid, ..creds },
             None => creds,
         };
-        if only_pid.is_none() && !s.config.policy.admits(creds.uid, creds.gid) {
-            tracing::warn!(
-                pid = creds.pid,
-                uid = creds.uid,
-                gid = creds.gid,
-                "refused a client: uid/gid not allowed (see --allow-uid, --allow-gid)"
-            );
-            s.stats.refuse(Reason::Policy);
-            return;
-        }
-        if let Some(pid) = only_pid
-            && let Err(e) = stream.set_pass_credentials(true)
-        {
-            tracing::warn!("refused child {pid}: cannot enable SO_PASSCRED: {e}");
-            s.stats.refuse(Reason::Credentials);
-            return;
-        }
-        let admission = {
-            let mut c = lock(&s.counts);
-            let l = &s.config.limits;
-            let per_uid = c.per_uid.get(&creds.uid).copied().unwrap_or(0);
-            let refused = if c.total >= l.max_clients {
-                Some(Reason::MaxClients)
-            } else if per_uid >= l.max_clients_per_uid {
-                Some(Reason::MaxClientsPerUid)
-            } else if c.unregistered >= l.max_unregistered {
-                Some(Reason::MaxUnregistered)
-            } else {
-                None
-            };
-            if let Some(reason) = refused {
-                drop(c);
-                tracing::warn!(
-                    pid = creds.pid,
-                    uid = creds.uid,
-                    reason = reason.name(),
-                    "refused a client: connection limit reached"
-                );
-                s.stats.refuse(reason);
-                return;
-            }
-            c.total += 1;
-            c.unregistered += 1;
-            *c.per_uid.entry(creds.uid).or_default() += 1;
-            Admission {
-                shared: s.clone(),
-                uid: creds.uid,
-                registered: false,
+        let handle = Arc::new(Handle::default());
+        let id = {
+            let mut core = lock(&s.core);
+            match core
+                .router
+                .accept(Instant::now(), creds, only_pid.is_some())
+            {
+                Ok(id) => {
+                    core.handles.insert(id, handle.clone());
+                    core.dispatch(&s.timer);
+                    id
+                }
+                Err(reason) => {
+                    drop(core);
+                    let why = if reason == Reason::Policy {
+                        "uid/gid not allowed (see --allow-uid, --allow-gid)"
+                    } else {
+                        "connection limit reached"
+                    };
+                    tracing::warn!(
+                        pid = creds.pid,
+                        uid = creds.uid,
+                        gid = creds.gid,
+                        reason = reason.name(),
+                        "refused a client: {why}"
+                    );
+                    return;
+                }
             }
         };
-        let shared = s.clone();
-        tokio::spawn(async move {
-            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let mut session = Session {
-                shared,
-                stream,
-                creds,
-                only_pid,
-                chan: None,
-                id,
-            };
-            session.run(admission).await;
-        });
+        let mut reader = IntroReader::new(s.config.limits.syrup()).release_idle_buffer(true);
+        if let Some(pid) = only_pid {
+            reader = reader.only_from_pid(pid);
+        }
+        let session = Session {
+            shared: s.clone(),
+            stream,
+            reader,
+            handle,
+            id,
+            creds,
+            peer: None,
+        };
+        tokio::spawn(session.run());
+    }
+}
+
+/// Sleeps until the router's next deadline, then fires it.
+async fn run_timers(shared: Arc<Shared>) {
+    loop {
+        let next = lock(&shared.core).armed;
+        let sleep = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            _ = shared.timer.notified() => {}
+            _ = sleep => {
+                let mut core = lock(&shared.core);
+                core.router.handle_timeout(Instant::now());
+                core.armed = None;
+                core.dispatch(&shared.timer);
+            }
+        }
     }
 }
 
@@ -465,67 +390,39 @@ impl Server {
 struct Session {
     shared: Arc<Shared>,
     stream: FdStream,
+    reader: IntroReader,
+    handle: Arc<Handle>,
+    id: ClientId,
     creds: Credentials,
-    only_pid: Option<i32>,
-    /// Allocated on first input so that idle connections hold no buffer.
-    chan: Option<IntroChannel<OwnedFd>>,
-    id: u64,
-}
-
-/// Maps an intro-channel error to the refusal it causes.
-fn channel_reason(e: &ChannelError) -> Reason {
-    match e {
-        ChannelError::Syrup(d) if d.is_limit() => Reason::Limit,
-        ChannelError::MissingFd { .. } => Reason::MissingFd,
-        ChannelError::UnexpectedFd { .. } => Reason::BadFd,
-        _ => Reason::Protocol,
-    }
+    peer: Option<Designator>,
 }
 
 impl Session {
-    async fn run(&mut self, mut admission: Admission) {
-        let limits = self.shared.config.limits;
-        let shared = self.shared.clone();
-        let registered = tokio::select! {
-            _ = shared.shutdown.cancelled() => Err(End::Shutdown),
-            r = tokio::time::timeout(limits.registration_timeout, self.register()) => match r {
-                Ok(r) => r,
-                Err(_) => Err(End::Refused(
-                    Reason::RegistrationTimeout,
-                    format!("did not register within {:?}", limits.registration_timeout),
-                )),
-            },
+    async fn run(mut self) {
+        let end = match self.register().await {
+            Ok(()) => self.serve().await,
+            Err(end) => end,
         };
-        let client = match registered {
-            Ok(c) => c,
-            Err(end) => {
-                self.log_end(None, end);
-                return;
-            }
-        };
-        admission.registered();
-        let end = self.serve_registered(&client).await;
-        // Leave the registry (unless a newer registration replaced us) and
-        // close every fd still queued toward us.
+        let now = Instant::now();
         {
-            let mut r = lock(&self.shared.registry);
-            if let Ok(d) = client.locator.designator_key()
-                && r.peers.get(&d).is_some_and(|c| c.id == client.id)
-            {
-                r.peers.remove(&d);
+            let mut core = lock(&self.shared.core);
+            if let End::Refused(reason, _) = &end {
+                core.router.count_refusal(*reason);
             }
+            core.handles.remove(&self.id);
+            core.router.closed(now, self.id);
+            core.dispatch(&self.shared.timer);
         }
-        lock(&client.out).items.clear();
-        self.log_end(Some(&client.locator), end);
+        self.log_end(end);
     }
 
-    fn log_end(&self, who: Option<&Locator>, end: End) {
-        let peer = who.map(|l| l.designator().to_owned()).unwrap_or_default();
+    fn log_end(&self, end: End) {
+        let peer = self.peer.map(|d| d.to_string()).unwrap_or_default();
+        let conn = self.id.get();
         match end {
-            End::Refused(reason, why) => {
-                self.shared.stats.refuse(reason);
+            End::Closed(reason, why) | End::Refused(reason, why) => {
                 tracing::warn!(
-                    conn = self.id,
+                    conn,
                     pid = self.creds.pid,
                     uid = self.creds.uid,
                     peer,
@@ -533,289 +430,163 @@ impl Session {
                     "closed a client: {why}"
                 );
             }
-            End::Eof => tracing::debug!(conn = self.id, peer, "client disconnected"),
-            End::Gone(why) => tracing::debug!(conn = self.id, peer, "client went away: {why}"),
-            End::Shutdown => tracing::debug!(conn = self.id, peer, "closed for shutdown"),
+            End::Eof => tracing::debug!(conn, peer, "client disconnected"),
+            End::Gone(why) => tracing::debug!(conn, peer, "client went away: {why}"),
+            End::Shutdown => tracing::debug!(conn, peer, "closed for shutdown"),
         }
     }
 
-    /// Reads once: bytes and fds go into the channel. `Ok(false)` on EOF.
-    async fn read_some(&mut self) -> Result<bool, End> {
-        let limits = self.shared.config.limits.syrup();
-        read_some(&self.stream, &mut self.chan, limits, self.only_pid).await
+    /// A refusal the shell detects (counted when the session ends).
+    fn refused(&self, reason: Reason, why: String) -> End {
+        End::Refused(reason, why)
     }
 
-    /// Releases the channel's buffer when nothing is pending in it.
-    fn idle(&mut self) {
-        if self.chan.as_ref().is_some_and(IntroChannel::is_idle) {
-            self.chan = None;
-        }
+    /// The router's verdict, if it closed us.
+    fn closed_by_router(&self) -> Option<End> {
+        lock(&self.handle.closed)
+            .take()
+            .map(|(r, why)| End::Closed(r, why))
     }
 
-    fn next_event(&mut self) -> Result<Option<ChannelEvent<OwnedFd>>, End> {
-        let Some(chan) = self.chan.as_mut() else {
-            return Ok(None);
-        };
-        chan.next_event()
-            .map_err(|e| End::Refused(channel_reason(&e), e.to_string()))
-    }
-
-    async fn register(&mut self) -> Result<Arc<Client>, End> {
+    /// Runs the registration handshake; the router's registration deadline
+    /// bounds it.
+    async fn register(&mut self) -> Result<(), End> {
         let s = self.shared.clone();
         let mut hs = ServerHandshake::new(s.identity.clone(), s.config.wire);
         loop {
-            while let Some(event) = self.next_event()? {
-                let value = match event {
-                    ChannelEvent::Message { value, .. } => value,
-                    ChannelEvent::Introduction { .. } => {
-                        return Err(End::Refused(
-                            Reason::Protocol,
-                            "uds:new-connection before registering".into(),
-                        ));
-                    }
-                };
-                match hs.receive(&value) {
-                    Ok(ServerStep::Send(bytes)) => {
-                        self.stream.send(&bytes, &[]).await.map_err(send_end)?
-                    }
-                    Ok(ServerStep::Registered(reg)) => {
-                        return Ok(self.enter_registry(reg.locator));
-                    }
-                    Err(e) => return Err(End::Refused(Reason::Handshake, e.to_string())),
-                }
-            }
-            if !self.read_some().await? {
-                return Err(End::Eof);
-            }
-        }
-    }
-
-    /// Registers `locator`, replacing an older registration of the same
-    /// designator, and hands over the intros that were waiting for it.
-    fn enter_registry(&mut self, locator: Locator) -> Arc<Client> {
-        let s = &self.shared;
-        let client = Arc::new(Client {
-            id: self.id,
-            locator: locator.without_hints(),
-            creds: self.creds,
-            since: SystemTime::now(),
-            out: Mutex::new(Outbound::default()),
-            wake: Notify::new(),
-            killed: Notify::new(),
-            kill_reason: Mutex::new(None),
-            parked: Arc::new(AtomicUsize::new(0)),
-        });
-        let designator = match locator.designator_key() {
-            Ok(d) => d,
-            // The handshake has checked the designator; keep the client
-            // unregistered rather than panic if that ever changes.
-            Err(_) => return client,
-        };
-        let (old, parked) = {
-            let mut r = lock(&s.registry);
-            let old = r.peers.insert(designator, client.clone());
-            (old, r.parked.remove(&designator))
-        };
-        Stats::bump(&s.stats.registrations);
-        tracing::info!(
-            conn = self.id,
-            pid = self.creds.pid,
-            uid = self.creds.uid,
-            peer = %designator,
-            "registered"
-        );
-        if let Some(old) = old {
-            old.kill(Reason::Replaced);
-        }
-        for p in parked.into_iter().flatten() {
-            let (raw, fd) = p.release();
-            client.enqueue(raw, fd, &s.config.limits);
-        }
-        client
-    }
-
-    async fn serve_registered(&mut self, client: &Arc<Client>) -> End {
-        let shared = self.shared.clone();
-        let limits = shared.config.limits.syrup();
-        loop {
-            if let Err(end) = self.handle_events(client) {
-                return end;
-            }
-            self.idle();
-            let has_output = !lock(&client.out).items.is_empty();
-            let killed = |client: &Client| {
-                let reason = lock(&client.kill_reason).unwrap_or(Reason::Protocol);
-                End::Refused(
-                    reason,
-                    match reason {
-                        Reason::Replaced => {
-                            "a newer registration of the same designator replaced it".into()
-                        }
-                        Reason::QueueFull => format!(
-                            "it does not read: more than {} bytes queued toward it",
-                            shared.config.limits.max_queued_bytes
-                        ),
-                        _ => "killed".into(),
-                    },
-                )
-            };
-            if has_output {
-                // A flush is never interrupted by reading (a half-sent intro
-                // would corrupt the stream); only by the end of the session.
-                tokio::select! {
-                    biased;
-                    _ = client.killed.notified() => return killed(client),
-                    _ = shared.shutdown.cancelled() => return End::Shutdown,
-                    r = flush(&self.stream, client, &shared.stats) => {
-                        if let Err(end) = r {
-                            return end;
-                        }
-                    }
-                }
-                continue;
-            }
-            tokio::select! {
+            let event = tokio::select! {
                 biased;
-                _ = client.killed.notified() => return killed(client),
-                _ = shared.shutdown.cancelled() => return End::Shutdown,
-                _ = client.wake.notified() => {}
-                r = read_some(&self.stream, &mut self.chan, limits, self.only_pid) => match r {
-                    Ok(true) => {}
-                    Ok(false) => return End::Eof,
-                    Err(end) => return end,
-                },
-            }
-        }
-    }
-
-    fn handle_events(&mut self, client: &Arc<Client>) -> Result<(), End> {
-        while let Some(event) = self.next_event()? {
-            match event {
-                ChannelEvent::Message { value, .. } => {
-                    return Err(End::Refused(
+                _ = self.handle.notify.notified() => {
+                    match self.closed_by_router() {
+                        Some(end) => return Err(end),
+                        None => continue,
+                    }
+                }
+                _ = s.shutdown.cancelled() => return Err(End::Shutdown),
+                e = self.reader.next(&self.stream) => e.map_err(read_end)?,
+            };
+            let value = match event {
+                None => return Err(End::Eof),
+                Some(ChannelEvent::Message { value, .. }) => value,
+                Some(ChannelEvent::Introduction { .. }) => {
+                    return Err(self.refused(
                         Reason::Protocol,
-                        format!(
-                            "unexpected message after registration: {}",
-                            short(&value.to_string())
-                        ),
+                        "uds:new-connection before registering".into(),
                     ));
                 }
-                ChannelEvent::Introduction {
-                    record,
-                    raw,
-                    fd,
-                    extra_fds,
-                } => {
-                    if extra_fds > 0 {
-                        return Err(End::Refused(
-                            Reason::ExtraFd,
-                            format!(
-                                "{} fds sent with one intro (exactly one socket is allowed)",
-                                extra_fds + 1
-                            ),
-                        ));
+            };
+            match hs.receive(&value) {
+                Ok(ServerStep::Send(bytes)) => {
+                    let mut w = UnitWriter::new(Outgoing::Message(Bytes::from(bytes)));
+                    tokio::select! {
+                        biased;
+                        _ = self.handle.notify.notified() => {
+                            if let Some(end) = self.closed_by_router() {
+                                return Err(end);
+                            }
+                            // Not closed: finish the write.
+                            w.write(&self.stream).await.map_err(send_end)?;
+                        }
+                        _ = s.shutdown.cancelled() => return Err(End::Shutdown),
+                        r = w.write(&self.stream) => r.map_err(send_end)?,
                     }
-                    if record.from != client.locator {
-                        return Err(End::Refused(
-                            Reason::SpoofedFrom,
-                            format!(
-                                "intro claims to be from {} but this client registered as {}",
-                                record.from.designator(),
-                                client.locator.designator()
-                            ),
-                        ));
-                    }
-                    if let Err(e) = uds_fdpass::check_stream_socket(fd.as_fd()) {
-                        return Err(End::Refused(
-                            Reason::BadFd,
-                            format!("the passed fd is not usable: {e}"),
-                        ));
-                    }
-                    let to = record.to.designator_key().map_err(|e| {
-                        End::Refused(Reason::Protocol, format!("bad intro target: {e}"))
-                    })?;
-                    self.forward(client, to, raw, fd);
                 }
+                Ok(ServerStep::Registered(reg)) => {
+                    let mut core = lock(&s.core);
+                    core.router
+                        .registered(Instant::now(), self.id, reg.designator);
+                    core.dispatch(&s.timer);
+                    self.peer = Some(reg.designator);
+                    return Ok(());
+                }
+                Err(e) => return Err(self.refused(Reason::Handshake, e.to_string())),
             }
         }
-        Ok(())
     }
 
-    /// Delivers an intro to `to`, or parks it until `to` registers.
-    fn forward(&self, sender: &Arc<Client>, to: Designator, raw: Bytes, fd: OwnedFd) {
-        let s = &self.shared;
-        let limits = &s.config.limits;
-        if s.held.fetch_add(1, Ordering::Relaxed) >= limits.max_held_fds {
-            s.held.fetch_sub(1, Ordering::Relaxed);
-            s.stats.refuse(Reason::HeldFds);
-            tracing::warn!(
-                conn = self.id,
-                "dropped an intro: the daemon already holds {} passed sockets (--max-held-fds)",
-                limits.max_held_fds
-            );
-            return;
-        }
-        let fd = HeldFd {
-            fd,
-            held: s.held.clone(),
-        };
-        let mut r = lock(&s.registry);
-        if let Some(target) = r.peers.get(&to).cloned() {
-            drop(r);
-            if !target.enqueue(raw, fd, limits) {
-                tracing::warn!(peer = %to, "dropped an intro: the target does not read");
+    /// Serves a registered client: its intros go to the router, the
+    /// router's intros for it go out, one unit at a time.
+    async fn serve(&mut self) -> End {
+        let s = self.shared.clone();
+        let mut writing: Option<UnitWriter> = None;
+        loop {
+            if let Some(end) = self.closed_by_router() {
+                return end;
             }
-            return;
-        }
-        let queue_len = r.parked.get(&to).map_or(0, VecDeque::len);
-        if sender.parked.load(Ordering::Relaxed) >= limits.max_parked_per_sender
-            || queue_len >= limits.max_parked_per_target
-        {
-            drop(r);
-            s.stats.refuse(Reason::ParkedLimit);
-            tracing::warn!(
-                conn = self.id,
-                target = %to,
-                "dropped an intro to an unregistered peer: too many intros waiting"
-            );
-            return;
-        }
-        r.next_parked += 1;
-        let id = r.next_parked;
-        sender.parked.fetch_add(1, Ordering::Relaxed);
-        r.parked.entry(to).or_default().push_back(Parked {
-            id,
-            raw,
-            fd,
-            sender_parked: sender.parked.clone(),
-        });
-        drop(r);
-        Stats::bump(&s.stats.intros_parked);
-        tracing::debug!(conn = self.id, target = %to, "intro parked until its target registers");
-        let shared = s.clone();
-        let timeout = limits.park_timeout;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = shared.shutdown.cancelled() => {}
-                _ = tokio::time::sleep(timeout) => {}
-            }
-            let expired = {
-                let mut r = lock(&shared.registry);
-                let Some(q) = r.parked.get_mut(&to) else {
-                    return;
-                };
-                let expired = q.iter().position(|p| p.id == id).and_then(|i| q.remove(i));
-                if q.is_empty() {
-                    r.parked.remove(&to);
+            if writing.is_none() && self.handle.output.swap(false, Ordering::Relaxed) {
+                let t = lock(&s.core).router.poll_transmit(Instant::now(), self.id);
+                if let Some(t) = t {
+                    writing = Some(UnitWriter::new(Outgoing::Intro {
+                        record: t.record,
+                        fd: t.fd,
+                    }));
                 }
-                expired
-            };
-            if let Some(p) = expired {
-                drop(p.release());
-                shared.stats.refuse(Reason::ParkTimeout);
-                tracing::info!(target = %to, "closed an intro: its target did not register in time");
             }
-        });
+            let paused = self.handle.paused.load(Ordering::Relaxed);
+            tokio::select! {
+                biased;
+                _ = self.handle.notify.notified() => {}
+                _ = s.shutdown.cancelled() => return End::Shutdown,
+                r = async {
+                    match writing.as_mut() {
+                        Some(w) => w.write(&self.stream).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    if let Err(e) = r {
+                        return send_end(e);
+                    }
+                    writing = None; // closes our copy of the fd
+                    let mut core = lock(&s.core);
+                    let now = Instant::now();
+                    core.router.sent(now, self.id);
+                    core.dispatch(&s.timer);
+                    // Anything else queued for us goes next.
+                    self.handle.output.store(true, Ordering::Relaxed);
+                }
+                e = self.reader.next(&self.stream), if !paused => {
+                    match e {
+                        Ok(Some(event)) => {
+                            if let Err(end) = self.handle_event(event) {
+                                return end;
+                            }
+                        }
+                        Ok(None) => return End::Eof,
+                        Err(e) => return read_end(e),
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: ChannelEvent<OwnedFd>) -> Result<(), End> {
+        match event {
+            ChannelEvent::Message { value, .. } => Err(self.refused(
+                Reason::Protocol,
+                format!(
+                    "unexpected message after registration: {}",
+                    short(&value.to_string())
+                ),
+            )),
+            ChannelEvent::Introduction {
+                record,
+                fd,
+                extra_fds,
+                ..
+            } => {
+                if let Err(e) = uds_fdpass::check_stream_socket(fd.as_fd()) {
+                    return Err(
+                        self.refused(Reason::BadFd, format!("the passed fd is not usable: {e}"))
+                    );
+                }
+                let s = &self.shared;
+                let mut core = lock(&s.core);
+                core.router
+                    .intro(Instant::now(), self.id, record, fd, extra_fds);
+                core.dispatch(&s.timer);
+                Ok(())
+            }
+        }
     }
 }
 
@@ -828,65 +599,5 @@ fn short(s: &str) -> String {
         format!("{}…", &s[..end])
     } else {
         s.to_owned()
-    }
-}
-
-/// Reads once from `stream` into the channel (created on demand): bytes and
-/// fds. `Ok(false)` on end of stream. With `only_pid`, every read must come
-/// from that process.
-async fn read_some(
-    stream: &FdStream,
-    chan: &mut Option<IntroChannel<OwnedFd>>,
-    limits: uds_syrup::Limits,
-    only_pid: Option<i32>,
-) -> Result<bool, End> {
-    loop {
-        stream
-            .readable()
-            .await
-            .map_err(|e| io_end("read failed", e))?;
-        // The channel (and its buffer) exists only while input is being
-        // processed, so idle connections hold no buffer.
-        let chan = chan.get_or_insert_with(|| IntroChannel::new(limits));
-        match stream.try_recv(chan.buffer_mut()) {
-            Ok(received) => {
-                if let Some(pid) = only_pid {
-                    let from = received.credentials.map(|c| c.pid);
-                    if !received.is_eof() && from != Some(pid) {
-                        return Err(End::Refused(
-                            Reason::WrongPid,
-                            format!("the socket of spawned child {pid} was used by pid {from:?}"),
-                        ));
-                    }
-                }
-                if received.is_eof() {
-                    return Ok(false);
-                }
-                chan.push_fds(received.fds);
-                return Ok(true);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(io_end("read failed", e)),
-        }
-    }
-}
-
-/// Sends every intro queued toward `client`: the record, then the 4 body
-/// bytes with the fd in one separate `sendmsg`; then closes our copy of the
-/// fd. Only the client's own task writes to its socket, so nothing can come
-/// between the two sends.
-async fn flush(stream: &FdStream, client: &Client, stats: &Stats) -> Result<(), End> {
-    loop {
-        let Some((raw, fd)) = lock(&client.out).items.pop_front() else {
-            return Ok(());
-        };
-        stream.send(&raw, &[]).await.map_err(send_end)?;
-        stream
-            .send(&SCM_RIGHTS_BODY, &[fd.fd.as_fd()])
-            .await
-            .map_err(send_end)?;
-        drop(fd);
-        lock(&client.out).bytes -= raw.len() + SCM_RIGHTS_BODY.len();
-        Stats::bump(&stats.intros_forwarded);
     }
 }

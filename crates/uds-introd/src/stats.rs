@@ -1,10 +1,10 @@
-//! Counters reported by `uds-introd status`.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Why connections and intros are refused, and the counters reported by
+//! `uds-introd status`.
 
 /// Why a connection (or one intro) was refused or closed by the daemon.
 /// Every variant is counted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Reason {
     /// The client's uid/gid is not admitted by the policy.
     Policy,
@@ -24,34 +24,41 @@ pub enum Reason {
     Handshake,
     /// A message over `max_message_len` or deeper than `max_depth`.
     Limit,
-    /// Bytes that are not a valid message of the protocol.
+    /// Bytes that are not a valid message of the protocol, or a message
+    /// out of place.
     Protocol,
     /// `from` in `uds:new-connection` is not the sender's identity.
     SpoofedFrom,
-    /// The passed fd is not a connected Unix stream socket.
+    /// The passed fd is not a connected Unix stream socket, or fds arrived
+    /// outside an intro.
     BadFd,
-    /// A `uds:new-connection` not followed by exactly one fd.
+    /// A `uds:new-connection` not followed by its fd.
     MissingFd,
-    /// More than one fd with an intro.
-    ExtraFd,
-    /// A client that does not read had `max_queued_bytes` or
-    /// `max_pending_intros` queued toward it.
-    QueueFull,
+    /// A client did not read what the daemon sent it within
+    /// `send_timeout`.
+    NotReading,
     /// A newer registration of the same designator replaced this one.
     Replaced,
-    /// `max_parked_per_sender` or `max_parked_per_target` reached (one
-    /// intro dropped).
+    /// `max_parked_per_target` reached (one intro refused).
     ParkedLimit,
-    /// `max_held_fds` reached (one intro dropped).
+    /// An intro that would have had to wait for its target, from a sender
+    /// already at its budget (one intro refused).
+    SenderQuota,
+    /// `max_held_fds` reached (one intro refused).
     HeldFds,
+    /// `max_held_bytes` reached (one intro refused).
+    HeldBytes,
     /// An intro's target did not register within `park_timeout` (one intro
-    /// dropped).
+    /// closed).
     ParkTimeout,
+    /// More than `max_refused_per_sender` intros of one client refused
+    /// within one `park_timeout`: the client is disconnected.
+    Flooding,
 }
 
 impl Reason {
     /// Every reason, in reporting order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Policy,
         Reason::Credentials,
         Reason::WrongPid,
@@ -65,12 +72,14 @@ impl Reason {
         Reason::SpoofedFrom,
         Reason::BadFd,
         Reason::MissingFd,
-        Reason::ExtraFd,
-        Reason::QueueFull,
+        Reason::NotReading,
         Reason::Replaced,
         Reason::ParkedLimit,
+        Reason::SenderQuota,
         Reason::HeldFds,
+        Reason::HeldBytes,
         Reason::ParkTimeout,
+        Reason::Flooding,
     ];
 
     /// The name used in logs and in `uds-introd status`.
@@ -89,52 +98,95 @@ impl Reason {
             Reason::SpoofedFrom => "spoofed-from",
             Reason::BadFd => "bad-fd",
             Reason::MissingFd => "missing-fd",
-            Reason::ExtraFd => "extra-fd",
-            Reason::QueueFull => "queue-full",
+            Reason::NotReading => "not-reading",
             Reason::Replaced => "replaced",
             Reason::ParkedLimit => "parked-limit",
+            Reason::SenderQuota => "sender-quota",
             Reason::HeldFds => "held-fds",
+            Reason::HeldBytes => "held-bytes",
             Reason::ParkTimeout => "park-timeout",
+            Reason::Flooding => "flooding",
         }
     }
 
-    fn index(self) -> usize {
+    /// Whether this reason refuses one intro (its socket is closed) rather
+    /// than a connection.
+    pub fn is_intro_refusal(self) -> bool {
+        matches!(
+            self,
+            Reason::ParkedLimit
+                | Reason::SenderQuota
+                | Reason::HeldFds
+                | Reason::HeldBytes
+                | Reason::ParkTimeout
+        )
+    }
+
+    pub(crate) fn index(self) -> usize {
         Reason::ALL.iter().position(|r| *r == self).unwrap_or(0)
     }
 }
 
-/// Daemon-wide counters.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Connections accepted (admitted or not).
-    pub accepted: AtomicU64,
-    /// Successful registrations.
-    pub registrations: AtomicU64,
-    /// Intros delivered to their target.
-    pub intros_forwarded: AtomicU64,
-    /// Intros that had to wait for their target.
-    pub intros_parked: AtomicU64,
-    refusals: [AtomicU64; Reason::ALL.len()],
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
-impl Stats {
-    /// Counts one refusal.
-    pub fn refuse(&self, reason: Reason) {
-        self.refusals[reason.index()].fetch_add(1, Ordering::Relaxed);
-    }
+/// Counters since the daemon started, as a snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Connections accepted (admitted or not).
+    pub accepted: u64,
+    /// Successful registrations.
+    pub registrations: u64,
+    /// Intros received from registered clients.
+    pub intros_received: u64,
+    /// Intros delivered to their target.
+    pub intros_forwarded: u64,
+    /// Intros that had to wait for their target to register.
+    pub intros_parked: u64,
+    /// Intros dropped because their target's connection ended before they
+    /// were sent (the dialer reads end of stream).
+    pub intros_dropped: u64,
+    /// Extra fds that came with intros and were closed (the first one is
+    /// forwarded).
+    pub extra_fds_closed: u64,
+    /// Times a sender at its budget was paused (the daemon stopped reading
+    /// from it until its intros drained).
+    pub senders_paused: u64,
+    refusals: [u64; Reason::ALL.len()],
+}
 
+impl Counters {
     /// How many refusals of `reason`.
     pub fn refusals(&self, reason: Reason) -> u64 {
-        self.refusals[reason.index()].load(Ordering::Relaxed)
+        self.refusals[reason.index()]
     }
 
-    /// Increments a counter.
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Every reason with its count, in reporting order.
+    pub fn all_refusals(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::ALL.iter().map(|r| (*r, self.refusals(*r)))
     }
 
-    /// Reads a counter.
-    pub fn get(counter: &AtomicU64) -> u64 {
-        counter.load(Ordering::Relaxed)
+    pub(crate) fn refuse(&mut self, reason: Reason) {
+        self.refusals[reason.index()] += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_every_reason_is_listed() {
+        let mut names: Vec<&str> = Reason::ALL.iter().map(|r| r.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Reason::ALL.len());
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! A connection between two peers.
 
 use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream as StdStream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -10,6 +12,16 @@ use tokio_util::codec::Framed;
 use uds_fdpass::Credentials;
 use uds_syrup::codec::{Framing, SyrupCodec};
 use uds_syrup::{Designator, Limits, Locator};
+
+/// Makes a passed or created socket end a tokio stream that refuses fds.
+pub(crate) fn into_tokio(fd: OwnedFd) -> io::Result<UnixStream> {
+    // Peers have no reason to pass fds over a connection: where the kernel
+    // can, refuse them (a plain read would close them anyway).
+    let _ = uds_fdpass::refuse_fds(&fd);
+    let std = StdStream::from(fd);
+    std.set_nonblocking(true)?;
+    UnixStream::from_std(std)
+}
 
 /// Who opened the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

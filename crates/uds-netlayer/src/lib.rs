@@ -55,13 +55,16 @@
 //! # }
 //! ```
 
+mod builder;
 mod connection;
 mod error;
+mod link;
 mod netlayer;
 
+pub use builder::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer};
 pub use connection::{Connection, ConnectionInfo, Direction};
-pub use error::NetlayerError;
-pub use netlayer::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer, ServerState, UdsNetlayer};
+pub use error::{Attempt, AttemptError, LinkError, NetlayerError};
+pub use netlayer::{NetlayerStats, ServerState, UdsNetlayer};
 
 /// What a CapTP implementation needs from a netlayer.
 ///

@@ -189,12 +189,30 @@ pub enum Mode {
     /// Keeps the dialer's socket and delivers a socketpair of its own,
     /// relaying the bytes between the two.
     Relay,
+    /// Registers peers, then never reads from them again.
+    Stalled,
+    /// Registers peers, reads nothing until the gate opens, then checks
+    /// every intro it reads (recording framing errors) and keeps it.
+    Gated,
+    /// Registers peers and takes their intros, but never delivers them and
+    /// never closes them.
+    Blackhole,
+}
+
+/// What a [`Mode::Gated`] server saw.
+#[derive(Default)]
+pub struct Observed {
+    pub gate: tokio::sync::Notify,
+    pub intros: std::sync::atomic::AtomicUsize,
+    pub errors: Mutex<Vec<String>>,
+    pub held: Mutex<Vec<OwnedFd>>,
 }
 
 /// An in-process test double of an introduction server.
 pub struct TestServer {
     pub socket: PathBuf,
     pub id: Designator,
+    pub observed: Arc<Observed>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -213,6 +231,8 @@ impl TestServer {
         let identity = Arc::new(Identity::generate());
         let id = identity.designator();
         let peers: Peers = Arc::default();
+        let observed = Arc::new(Observed::default());
+        let obs = observed.clone();
         let task = tokio::spawn(async move {
             let mut clients = tokio::task::JoinSet::new();
             loop {
@@ -224,10 +244,16 @@ impl TestServer {
                     identity.clone(),
                     peers.clone(),
                     mode,
+                    obs.clone(),
                 ));
             }
         });
-        TestServer { socket, id, task }
+        TestServer {
+            socket,
+            id,
+            observed,
+            task,
+        }
     }
 }
 
@@ -276,7 +302,13 @@ fn goblins_hints(loc: &Locator) -> Value {
     )
 }
 
-async fn serve(stream: FdStream, identity: Arc<Identity>, peers: Peers, mode: Mode) {
+async fn serve(
+    stream: FdStream,
+    identity: Arc<Identity>,
+    peers: Peers,
+    mode: Mode,
+    observed: Arc<Observed>,
+) {
     let stream = Arc::new(stream);
     let mut chan = IntroChannel::new(Limits::intro_channel());
     let profile = if mode == Mode::Goblins {
@@ -307,6 +339,43 @@ async fn serve(stream: FdStream, identity: Arc<Identity>, peers: Peers, mode: Mo
         }
     };
     peers.lock().unwrap().insert(me, stream.clone());
+    match mode {
+        Mode::Stalled => {
+            // Holds the connection open and never reads again.
+            std::future::pending::<()>().await;
+        }
+        Mode::Gated => {
+            observed.gate.notified().await;
+            loop {
+                match chan.next_event() {
+                    Ok(Some(ChannelEvent::Introduction { fd, .. })) => {
+                        observed
+                            .intros
+                            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        observed.held.lock().unwrap().push(fd);
+                        continue;
+                    }
+                    Ok(Some(other)) => {
+                        observed.errors.lock().unwrap().push(format!("{other:?}"));
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        observed.errors.lock().unwrap().push(e.to_string());
+                        return;
+                    }
+                }
+                let Ok(got) = stream.recv(chan.buffer_mut()).await else {
+                    return;
+                };
+                if got.is_eof() {
+                    return;
+                }
+                chan.push_fds(got.fds);
+            }
+        }
+        _ => {}
+    }
     while let Some(event) = next(&stream, &mut chan).await {
         let ChannelEvent::Introduction {
             record, raw, fd, ..
@@ -317,6 +386,10 @@ async fn serve(stream: FdStream, identity: Arc<Identity>, peers: Peers, mode: Mo
         let Ok(to) = record.to.designator_key() else {
             return;
         };
+        if mode == Mode::Blackhole {
+            observed.held.lock().unwrap().push(fd);
+            continue;
+        }
         // Registration has no acknowledgement: the target may count itself
         // registered before this server has read its signature. Wait for it
         // a while, as uds-introd does.
@@ -360,7 +433,7 @@ async fn deliver(
             send(rec, vec![fd, extra]).await;
         }
         Mode::Draft => send(raw, vec![fd]).await,
-        Mode::DropIntros => drop(fd),
+        Mode::DropIntros | Mode::Stalled | Mode::Gated | Mode::Blackhole => drop(fd),
         Mode::WrongTo => {
             let someone_else = peers
                 .lock()

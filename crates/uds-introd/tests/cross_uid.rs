@@ -1,0 +1,116 @@
+//! The admission policy against a client really running as another user.
+//!
+//! Runs without libtest's harness: the same binary is the test and, with
+//! `UDS_INTROD_TEST_UID_CLIENT` set, the client started under another uid.
+//! Without root (needed to start a process as another user) it prints that
+//! it skipped.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+use uds_handshake::Identity;
+use uds_syrup::WireProfile;
+
+const MODE: &str = "UDS_INTROD_TEST_UID_CLIENT";
+
+fn main() {
+    if let Ok(socket) = std::env::var(MODE) {
+        return client(&socket);
+    }
+    print!("test a_client_from_a_disallowed_uid ... ");
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: starting a client as another user needs root");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(a_client_from_a_disallowed_uid());
+    println!("ok");
+}
+
+/// The client: tries to register and prints what happened.
+fn client(socket: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let std = match std::os::unix::net::UnixStream::connect(socket) {
+            Ok(s) => s,
+            Err(e) => {
+                println!("RESULT connect-failed {e}");
+                return;
+            }
+        };
+        std.set_nonblocking(true).unwrap();
+        let mut c = Client {
+            stream: uds_fdpass::FdStream::try_from_std(std).unwrap(),
+            chan: uds_handshake::channel::IntroChannel::new(uds_syrup::Limits::intro_channel()),
+            identity: Arc::new(Identity::generate()),
+            server: None,
+        };
+        match tokio::time::timeout(PATIENCE, c.handshake(WireProfile::Draft)).await {
+            Ok(Ok(_)) => println!("RESULT registered"),
+            Ok(Err(e)) => println!("RESULT refused {e}"),
+            Err(_) => println!("RESULT timeout"),
+        }
+    });
+}
+
+fn client_as(uid: u32, socket: &std::path::Path) -> String {
+    // A copy of this binary in the test's directory, so that the other
+    // user can execute it wherever the checkout lives.
+    let exe = socket.parent().unwrap().join("uid-client");
+    if !exe.exists() {
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(&exe)
+        .env(MODE, socket)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let at = text.find("RESULT").unwrap_or_else(|| {
+        panic!(
+            "no result from the uid {uid} client: {text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    text[at..].lines().next().unwrap_or_default().to_owned()
+}
+
+async fn a_client_from_a_disallowed_uid() {
+    let dir = private_dir();
+    // Others must be able to reach the socket for the policy to matter.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let d = Daemon::start(dir.path(), &["--allow-uid", "4242"]);
+    let mut pair = Pair::new(&d).await;
+    let baseline = d.baseline().await;
+    let socket = d.socket.clone();
+    let refused = tokio::task::spawn_blocking(move || client_as(65534, &socket))
+        .await
+        .unwrap();
+    assert!(
+        refused.starts_with("RESULT refused") || refused.starts_with("RESULT connect"),
+        "{refused}"
+    );
+    d.wait_counter("policy", 1).await;
+    // Refusals are logged with the credentials.
+    d.wait_log("uid=65534").await;
+    let socket = d.socket.clone();
+    let admitted = tokio::task::spawn_blocking(move || client_as(4242, &socket))
+        .await
+        .unwrap();
+    assert_eq!(admitted, "RESULT registered");
+    pair.still_works().await;
+    d.wait_fds(baseline).await;
+}

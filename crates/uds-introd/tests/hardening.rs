@@ -1,0 +1,521 @@
+//! Regression tests for the defects found by trying to break the daemon
+//! from outside: costs charged to the wrong client, files it should not
+//! touch, limits it did not have.
+
+mod common;
+
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tokio::io::AsyncReadExt;
+use uds_handshake::Identity;
+use uds_syrup::{Locator, NewConnection, SCM_RIGHTS_BODY, WireProfile};
+
+/// A locator of `who` carrying `n` hints of about 1,000 bytes each (not
+/// server designators).
+fn bloated(who: &Locator, n: usize) -> Locator {
+    let mut loc = who.clone();
+    for i in 0..n {
+        loc.add_hint(format!("{i:0>1000}"));
+    }
+    loc
+}
+
+/// Sends an intro with an arbitrary record; returns our end.
+async fn raw_intro(c: &Client, from: &Locator, to: &Locator) -> tokio::net::UnixStream {
+    use std::os::fd::AsFd;
+    let (ours, theirs) = uds_fdpass::socketpair().unwrap();
+    let record = NewConnection {
+        from: from.clone(),
+        to: to.clone(),
+    };
+    c.send(&record.to_value().encode()).await;
+    c.stream
+        .send(&SCM_RIGHTS_BODY, &[theirs.as_fd()])
+        .await
+        .unwrap();
+    drop(theirs);
+    to_tokio(ours)
+}
+
+fn to_tokio(fd: std::os::fd::OwnedFd) -> tokio::net::UnixStream {
+    let s = std::os::unix::net::UnixStream::from(fd);
+    s.set_nonblocking(true).unwrap();
+    tokio::net::UnixStream::from_std(s).unwrap()
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Item 1: a registered client parks intros with huge `from` hints for a
+/// victim's designator, again and again; the victim registers and must stay
+/// registered and reachable (the costs are the sender's).
+#[tokio::test]
+async fn a_client_cannot_keep_a_victim_from_staying_registered() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let attacker = Client::register(&d.socket, WireProfile::Draft).await;
+    d.wait_counter("registered", 1).await;
+    let victim_id = Arc::new(Identity::generate());
+    let victim_loc = victim_id.locator();
+    let fat = bloated(&attacker.locator(), 60);
+    for _ in 0..20 {
+        drop(raw_intro(&attacker, &fat, &victim_loc).await);
+    }
+    d.wait_counter("intros-received", 20).await;
+    let mut victim = Client::register_as(&d.socket, victim_id, WireProfile::Draft).await;
+    d.wait_counter("registered", 2).await;
+    // Every intro that was accepted reaches the victim, each bounded.
+    let accepted = d.counter("intros-parked").await;
+    assert!(accepted > 0);
+    for _ in 0..accepted {
+        let (record, _sock) = victim.expect_intro().await;
+        assert_eq!(record.from, attacker.locator());
+        assert_eq!(record.from.hints().len(), 0, "non-server hints are dropped");
+    }
+    // The attacker keeps going while the victim is registered.
+    for _ in 0..3 {
+        for _ in 0..20 {
+            drop(raw_intro(&attacker, &fat, &victim_loc).await);
+        }
+        for _ in 0..20 {
+            victim.expect_intro().await;
+        }
+    }
+    let friend = Client::register(&d.socket, WireProfile::Goblins).await;
+    d.wait_counter("registered", 3).await;
+    exchange(&friend, &mut victim).await;
+    let status = d.status().await;
+    for zero in ["not-reading=0", "replaced=0", "protocol=0"] {
+        assert!(status.contains(zero), "{zero}: {status}");
+    }
+}
+
+/// Item 11: one client sends 2000 intros in a burst to a peer that reads
+/// steadily: the reader is never disconnected, and every intro arrives.
+#[tokio::test]
+async fn an_honest_burst_reaches_a_steady_reader() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let sender = Arc::new(Client::register(&d.socket, WireProfile::Draft).await);
+    let mut reader = Client::register(&d.socket, WireProfile::Draft).await;
+    d.wait_counter("registered", 2).await;
+    let to = reader.locator();
+    let s = sender.clone();
+    let burst = tokio::spawn(async move {
+        for _ in 0..2000 {
+            drop(s.intro_to(&to).await);
+        }
+    });
+    for i in 0..2000 {
+        let (record, _sock) = reader.expect_intro().await;
+        assert_eq!(record.from, sender.locator());
+        if i % 100 == 0 {
+            // A reader that takes its time now and then.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    burst.await.unwrap();
+    d.wait_counter("intros-forwarded", 2000).await;
+    let status = d.status().await;
+    assert!(status.contains("registered: 2"), "{status}");
+    assert!(status.contains("not-reading=0"), "{status}");
+    assert!(status.contains("sender-quota=0"), "{status}");
+}
+
+/// Item 12: parked intros are bounded in bytes: 20 senders x 64 intros
+/// with ~60 KB of hints each for unregistered targets do not make the
+/// daemon hold their bytes.
+#[tokio::test]
+async fn parked_intros_are_bounded_in_bytes() {
+    raise_fd_limit();
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let mut senders = Vec::new();
+    for _ in 0..20 {
+        senders.push(Client::register(&d.socket, WireProfile::Draft).await);
+    }
+    d.wait_counter("registered", 20).await;
+    let before = rss_kib(d.pid());
+    let mut kept = Vec::new();
+    for s in &senders {
+        let fat = bloated(&s.locator(), 58);
+        for _ in 0..64 {
+            let nobody = Locator::unix(Identity::generate().designator());
+            kept.push(raw_intro(s, &fat, &nobody).await);
+        }
+    }
+    d.wait_counter("intros-received", 20 * 64).await;
+    let status = d.status().await;
+    let held: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("intro-bytes-held: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(held <= 8 << 20, "intro-bytes-held {held}");
+    assert!(
+        held < 20 * 64 * 1000,
+        "what is held is the bounded records, not what was sent: {held}"
+    );
+    let grown = rss_kib(d.pid()).saturating_sub(before);
+    assert!(
+        grown < 24 << 10,
+        "RSS grew by {grown} KiB for {} intros",
+        20 * 64
+    );
+}
+
+/// Item 2: `--admin FILE` must not remove a regular file.
+#[tokio::test]
+async fn the_admin_path_never_removes_a_file() {
+    let dir = private_dir();
+    let notes = dir.path().join("notes.txt");
+    std::fs::write(&notes, b"keep me").unwrap();
+    let out = Command::new(BIN)
+        .arg("--socket")
+        .arg(dir.path().join("intro.sock"))
+        .arg("--admin")
+        .arg(&notes)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a socket"), "{err}");
+    assert_eq!(std::fs::read(&notes).unwrap(), b"keep me");
+}
+
+/// Item 14: `--admin` in a directory others can write to is refused, as
+/// `--socket` is.
+#[tokio::test]
+async fn the_admin_socket_needs_a_private_directory() {
+    let dir = private_dir();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = Command::new(BIN)
+        .arg("--socket")
+        .arg(dir.path().join("intro.sock"))
+        .arg("--admin")
+        .arg(open.join("admin"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("writable by everyone"), "{err}");
+    assert!(!open.join("admin").exists());
+}
+
+/// Item 13: a daemon that exits must not remove a socket file that a newer
+/// daemon has bound at the same path.
+#[tokio::test]
+async fn an_exiting_daemon_leaves_a_newer_daemons_socket() {
+    let dir = private_dir();
+    let mut old = Daemon::start(dir.path(), &["--no-admin"]);
+    // The path is taken over (the old file removed by hand, a new daemon
+    // started there).
+    std::fs::remove_file(&old.socket).unwrap();
+    let new_dir = dir.path();
+    let mut cmd = Command::new(BIN);
+    cmd.arg("--socket")
+        .arg(&old.socket)
+        .arg("--key")
+        .arg(new_dir.join("new.key"))
+        .arg("--no-admin");
+    let new = Daemon::spawn(cmd, new_dir, old.socket.clone());
+    assert!(old.terminate().success());
+    assert!(
+        old.socket.exists(),
+        "the newer daemon's socket is still there"
+    );
+    let mut c = Client::connect(&new.socket).await;
+    c.handshake(WireProfile::Draft).await.unwrap();
+    assert_eq!(c.server, Some(new.id));
+}
+
+/// Item 8: probing a leftover socket never blocks, even when its backlog
+/// is full (someone listens: it is in use).
+#[test]
+fn probing_a_socket_with_a_full_backlog_does_not_block() {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, connect, listen, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let dir = private_dir();
+    let path = dir.path().join("busy.sock");
+    let l = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(l.as_raw_fd(), &UnixAddr::new(&path).unwrap()).unwrap();
+    listen(&l, Backlog::new(0).unwrap()).unwrap();
+    // Fill the backlog with connections nobody accepts.
+    let mut held = Vec::new();
+    loop {
+        let c = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let r = connect(c.as_raw_fd(), &UnixAddr::new(&path).unwrap());
+        held.push(c);
+        if r.is_err() {
+            break;
+        }
+        assert!(held.len() < 64, "the backlog never filled");
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = path.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(
+            uds_introd::Listener::bind_path(&p, 0o600)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        );
+    });
+    let result = rx
+        .recv_timeout(PATIENCE)
+        .expect("bind_path blocked on a socket with a full backlog");
+    let err = result.expect_err("someone listens there");
+    assert!(err.contains("already listening"), "{err}");
+}
+
+/// Item 14: an intro whose `to` is written in upper case is forwarded in
+/// the canonical lower case (Goblins rejects upper case).
+#[tokio::test]
+async fn an_upper_case_target_is_forwarded_in_lower_case() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let a = Client::register(&d.socket, WireProfile::Draft).await;
+    let mut b = Client::register(&d.socket, WireProfile::Goblins).await;
+    d.wait_counter("registered", 2).await;
+    let upper = b.locator().designator().to_uppercase();
+    let raw = format!(
+        "<18'uds:new-connection{}<10'ocapn-peer18'unix-domain-socket52\"{upper}f>>",
+        String::from_utf8(a.locator().encode()).unwrap()
+    );
+    let (_ours, theirs) = uds_fdpass::socketpair().unwrap();
+    a.send(raw.as_bytes()).await;
+    a.stream
+        .send(&SCM_RIGHTS_BODY, &[std::os::fd::AsFd::as_fd(&theirs)])
+        .await
+        .unwrap();
+    match b.next().await {
+        Some(uds_handshake::channel::ChannelEvent::Introduction { raw, .. }) => {
+            let text = String::from_utf8_lossy(&raw).into_owned();
+            assert!(text.contains(b.locator().designator()), "{text}");
+            assert!(!text.contains(&upper), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Item 14: admin connections are limited; idle ones beyond the limit are
+/// closed at once instead of holding fds.
+#[tokio::test]
+async fn admin_connections_are_limited() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &["--max-admin-connections", "4"]);
+    let baseline = d.baseline().await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(
+            tokio_seqpacket::UnixSeqpacket::connect(&d.admin)
+                .await
+                .unwrap(),
+        );
+    }
+    d.wait_log("--max-admin-connections").await;
+    // At most 4 are held (plus those being refused right now).
+    let start = Instant::now();
+    while d.fd_count() > baseline + 4 {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "the daemon holds {} fds for idle admin connections (baseline {baseline})",
+            d.fd_count()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(idle);
+    d.wait_fds(baseline).await;
+    assert!(d.status().await.contains("clients: 0"));
+}
+
+/// Item 14: `uds-introd status` does not read an unbounded reply from
+/// something that is not the daemon.
+#[test]
+fn status_refuses_an_endless_reply() {
+    let dir = private_dir();
+    let path = dir.path().join("fake.admin");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt.block_on(async { tokio_seqpacket::UnixSeqpacketListener::bind(&path) });
+    let mut listener = listener.unwrap();
+    let server = std::thread::spawn(move || {
+        rt.block_on(async move {
+            let conn = listener.accept().await.unwrap();
+            let mut req = [0u8; 64];
+            let _ = conn.recv(&mut req).await;
+            let packet = vec![b'x'; 16 << 10];
+            while conn.send(&packet).await.is_ok() {}
+        })
+    });
+    let mut child = Command::new(BIN)
+        .args(["status", "--admin"])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > PATIENCE * 3 {
+            child.kill().unwrap();
+            panic!("uds-introd status kept reading an endless reply");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(err.contains("longer than"), "{err}");
+    drop(server);
+}
+
+/// Item 14: a key file that belongs to another user is refused, even with
+/// mode 0600.
+#[tokio::test]
+async fn a_key_file_of_another_user_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: changing a file's owner needs root");
+        return;
+    }
+    let dir = private_dir();
+    let key = dir.path().join("their.key");
+    Identity::generate().save(&key).unwrap();
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).unwrap();
+    let out = Command::new(BIN)
+        .arg("--socket")
+        .arg(dir.path().join("intro.sock"))
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("owned by uid 65534"), "{err}");
+}
+
+/// Item 14: a newline in the socket path would split the `ready` line (and
+/// could forge its `id=`): such paths are refused.
+#[tokio::test]
+async fn a_control_character_in_a_path_is_refused() {
+    let dir = private_dir();
+    let forged = dir.path().join(
+        "x id=25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena\nuds-introd ready socket=y",
+    );
+    for args in [
+        vec!["--socket".to_owned(), forged.to_string_lossy().into_owned()],
+        vec![
+            "--socket".to_owned(),
+            dir.path().join("ok.sock").to_string_lossy().into_owned(),
+            "--admin".to_owned(),
+            forged.to_string_lossy().into_owned(),
+        ],
+        vec!["--abstract".to_owned(), "a\nb".to_owned()],
+    ] {
+        let out = Command::new(BIN).args(&args).output().unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        assert!(out.stdout.is_empty(), "no ready line: {args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("control character"), "{err}");
+    }
+}
+
+/// Item 14: with `--allow-gid`, the socket file is given to that group
+/// (mode 0660), or the group's members could not reach it.
+#[tokio::test]
+async fn allow_gid_gives_the_socket_to_the_group() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped: giving a file to another group needs root");
+        return;
+    }
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &["--allow-gid", "4321"]);
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.gid(), 4321);
+    assert_eq!(meta.mode() & 0o777, 0o660);
+}
+
+/// Item 7: the library's `Config::default()` admits the user running it
+/// (it used to admit only root).
+#[tokio::test]
+async fn a_server_with_the_default_config_admits_its_own_user() {
+    let dir = private_dir();
+    let path = dir.path().join("lib.sock");
+    let listener = uds_introd::Listener::bind_path(&path, 0o600).unwrap();
+    let server = uds_introd::Server::new(
+        Arc::new(Identity::generate()),
+        uds_introd::Config::default(),
+    );
+    let s = server.clone();
+    let serving = tokio::spawn(async move { s.serve(listener.listener()).await });
+    let mut c = Client::connect(&path).await;
+    c.handshake(WireProfile::Goblins).await.unwrap();
+    let start = Instant::now();
+    while server.status().router.registered == 0 {
+        assert!(start.elapsed() < PATIENCE, "never registered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        server
+            .status()
+            .counters()
+            .refusals(uds_introd::Reason::Policy),
+        0
+    );
+    server.shutdown();
+    serving.await.unwrap();
+}
+
+/// The intro's socket is closed when the sender leaves before its target
+/// registers (nobody is left to pay for it).
+#[tokio::test]
+async fn a_parked_intro_is_closed_when_its_sender_leaves() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let sender = Client::register(&d.socket, WireProfile::Draft).await;
+    d.wait_counter("registered", 1).await;
+    let nobody = Locator::unix(Identity::generate().designator());
+    let mut ours = sender.intro_to(&nobody).await;
+    d.wait_counter("intros-parked", 1).await;
+    drop(sender);
+    let mut b = [0u8; 1];
+    assert_eq!(ours.read(&mut b).await.unwrap(), 0);
+    d.wait_counter("intros-dropped", 1).await;
+}

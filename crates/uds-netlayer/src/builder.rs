@@ -1,0 +1,278 @@
+//! Configuring a netlayer: its introduction servers and settings.
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use uds_handshake::Identity;
+use uds_syrup::{Designator, Limits, WireProfile};
+
+use crate::error::NetlayerError;
+use crate::link::{Link, LinkCtx, run_link};
+use crate::netlayer::{Inner, Stats, UdsNetlayer};
+
+/// The variable holding the number of an inherited, connected intro socket.
+pub const INTRO_FD_ENV: &str = "OCAPN_UDS_INTRO_FD";
+/// The variable holding the designator of the server behind that socket
+/// (set by `uds-introd spawn`); used to pin it.
+pub const INTRO_ID_ENV: &str = "OCAPN_UDS_INTRO_ID";
+
+/// How to reach one introduction server.
+#[derive(Debug)]
+pub struct IntroServer {
+    pub(crate) addr: ServerAddr,
+    pub(crate) pin: Option<Designator>,
+}
+
+#[derive(Debug)]
+pub(crate) enum ServerAddr {
+    Path(PathBuf),
+    Abstract(String),
+    /// An inherited connected socket: usable once, never reconnected.
+    Fd(Mutex<Option<OwnedFd>>),
+}
+
+impl IntroServer {
+    /// A server listening on a filesystem socket.
+    pub fn path(path: impl Into<PathBuf>) -> IntroServer {
+        IntroServer {
+            addr: ServerAddr::Path(path.into()),
+            pin: None,
+        }
+    }
+
+    /// A server listening on an abstract socket (`@name`, without the `@`).
+    /// Abstract names can be taken over by anyone: pin the server's key.
+    pub fn abstract_name(name: impl Into<String>) -> IntroServer {
+        IntroServer {
+            addr: ServerAddr::Abstract(name.into()),
+            pin: None,
+        }
+    }
+
+    /// An already-connected socket to a server (for example inherited from
+    /// a parent). It cannot be re-opened if the server goes away.
+    pub fn fd(fd: OwnedFd) -> IntroServer {
+        IntroServer {
+            addr: ServerAddr::Fd(Mutex::new(Some(fd))),
+            pin: None,
+        }
+    }
+
+    /// The socket inherited in `OCAPN_UDS_INTRO_FD`, pinned to the key in
+    /// `OCAPN_UDS_INTRO_ID` if that is set; `Ok(None)` if there is none.
+    pub fn from_env() -> Result<Option<IntroServer>, NetlayerError> {
+        let Some(fd) = uds_fdpass::inherit::take_fd_from_env(INTRO_FD_ENV)
+            .map_err(|e| NetlayerError::Inherited(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        uds_fdpass::check_stream_socket(&fd)
+            .map_err(|e| NetlayerError::Inherited(format!("{INTRO_FD_ENV}: {e}")))?;
+        let mut server = IntroServer::fd(fd);
+        if let Ok(id) = std::env::var(INTRO_ID_ENV) {
+            let pin = id
+                .parse()
+                .map_err(|e| NetlayerError::Inherited(format!("{INTRO_ID_ENV}: {e}")))?;
+            server = server.pinned(pin);
+        }
+        Ok(Some(server))
+    }
+
+    /// Accept only a server with this key.
+    pub fn pinned(mut self, server: Designator) -> IntroServer {
+        self.pin = Some(server);
+        self
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match &self.addr {
+            ServerAddr::Path(p) => p.display().to_string(),
+            ServerAddr::Abstract(n) => format!("@{n}"),
+            ServerAddr::Fd(_) => "inherited socket".to_owned(),
+        }
+    }
+}
+
+/// Settings shared by the links.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) profile: WireProfile,
+    pub(crate) server_uids: Vec<u32>,
+    pub(crate) answer_timeout: Duration,
+    pub(crate) registration_timeout: Duration,
+    pub(crate) send_timeout: Duration,
+    pub(crate) backoff_min: Duration,
+    pub(crate) backoff_max: Duration,
+    pub(crate) limits: Limits,
+}
+
+/// Builds a [`UdsNetlayer`].
+#[derive(Debug)]
+pub struct Builder {
+    identity: Option<Arc<Identity>>,
+    servers: Vec<IntroServer>,
+    settings: Settings,
+    incoming_capacity: usize,
+}
+
+impl Builder {
+    pub(crate) fn new() -> Builder {
+        let uid = nix::unistd::geteuid().as_raw();
+        Builder {
+            identity: None,
+            servers: Vec::new(),
+            settings: Settings {
+                profile: WireProfile::Draft,
+                server_uids: vec![uid, 0],
+                answer_timeout: Duration::from_secs(10),
+                registration_timeout: Duration::from_secs(10),
+                send_timeout: Duration::from_secs(10),
+                backoff_min: Duration::from_millis(100),
+                backoff_max: Duration::from_secs(5),
+                limits: Limits::intro_channel(),
+            },
+            incoming_capacity: 64,
+        }
+    }
+
+    /// The identity (default: a new random one).
+    pub fn identity(mut self, identity: Arc<Identity>) -> Builder {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Adds an introduction server.
+    pub fn intro(mut self, server: IntroServer) -> Builder {
+        self.servers.push(server);
+        self
+    }
+
+    /// Adds a server listening on a filesystem socket.
+    pub fn intro_path(self, path: impl Into<PathBuf>) -> Builder {
+        self.intro(IntroServer::path(path))
+    }
+
+    /// Adds a server listening on an abstract socket name.
+    pub fn intro_abstract(self, name: impl Into<String>) -> Builder {
+        self.intro(IntroServer::abstract_name(name))
+    }
+
+    /// Adds an already-connected socket to a server.
+    pub fn intro_fd(self, fd: OwnedFd) -> Builder {
+        self.intro(IntroServer::fd(fd))
+    }
+
+    /// Adds the socket inherited in `OCAPN_UDS_INTRO_FD`, if any.
+    pub fn intro_from_env(self) -> Result<Builder, NetlayerError> {
+        Ok(match IntroServer::from_env()? {
+            Some(s) => self.intro(s),
+            None => self,
+        })
+    }
+
+    /// The shape of the messages we send (default: the draft's).
+    pub fn wire(mut self, profile: WireProfile) -> Builder {
+        self.settings.profile = profile;
+        self
+    }
+
+    /// Also trust introduction servers running as this uid. By default
+    /// only servers running as our own uid or as root are trusted (checked
+    /// with `SO_PEERCRED` before registering).
+    pub fn allow_server_uid(mut self, uid: u32) -> Builder {
+        self.settings.server_uids.push(uid);
+        self
+    }
+
+    /// How long [`UdsNetlayer::connect`] waits for the peer's first byte
+    /// (default 10 s).
+    pub fn answer_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.answer_timeout = timeout;
+        self
+    }
+
+    /// How long registration with a server may take (default 10 s).
+    pub fn registration_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.registration_timeout = timeout;
+        self
+    }
+
+    /// How long a server may take to read one intro we send it (default
+    /// 10 s). A server that reads nothing for that long is considered gone:
+    /// the link is closed and reopened, and the intros waiting on it fail.
+    pub fn send_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.send_timeout = timeout;
+        self
+    }
+
+    /// The limits on messages from introduction servers (default
+    /// [`Limits::intro_channel`], the same as `uds-introd`'s defaults;
+    /// raise them to match a server started with a larger `--max-message`
+    /// or `--max-depth`).
+    pub fn intro_limits(mut self, limits: Limits) -> Builder {
+        self.settings.limits = limits;
+        self
+    }
+
+    /// Delays between attempts to reach a server that is away: from `min`,
+    /// doubling up to `max` (default 100 ms to 5 s).
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Builder {
+        self.settings.backoff_min = min;
+        self.settings.backoff_max = max.max(min);
+        self
+    }
+
+    /// How many incoming connections may wait for [`UdsNetlayer::accept`]
+    /// (default 64). Intros keep being read when `accept` is slow; those
+    /// beyond this number are closed at once (the dialer reads end of
+    /// stream), counted in [`UdsNetlayer::stats`] and logged.
+    pub fn incoming_capacity(mut self, n: usize) -> Builder {
+        self.incoming_capacity = n.max(1);
+        self
+    }
+
+    /// Starts the netlayer: one background task per server connects,
+    /// registers, accepts intros, and reconnects when the server goes away.
+    /// Returns at once; see [`UdsNetlayer::registered`]. Must be called
+    /// inside a tokio runtime.
+    pub fn build(self) -> Result<UdsNetlayer, NetlayerError> {
+        if self.servers.is_empty() {
+            return Err(NetlayerError::NoIntroServer);
+        }
+        let identity = self
+            .identity
+            .unwrap_or_else(|| Arc::new(Identity::generate()));
+        let (tx, rx) = mpsc::channel(self.incoming_capacity);
+        let (changed, _) = watch::channel(0u64);
+        let changed = Arc::new(changed);
+        let shutdown = CancellationToken::new();
+        let stats = Arc::new(Stats::default());
+        let links: Vec<Arc<Link>> = self.servers.into_iter().map(Link::new).collect();
+        for link in &links {
+            let ctx = LinkCtx {
+                identity: identity.clone(),
+                settings: self.settings.clone(),
+                incoming: tx.clone(),
+                changed: changed.clone(),
+                shutdown: shutdown.clone(),
+                stats: stats.clone(),
+            };
+            tokio::spawn(run_link(link.clone(), ctx));
+        }
+        Ok(UdsNetlayer {
+            inner: Arc::new(Inner {
+                identity,
+                settings: self.settings,
+                links,
+                incoming: tokio::sync::Mutex::new(rx),
+                changed,
+                shutdown,
+                stats,
+            }),
+        })
+    }
+}

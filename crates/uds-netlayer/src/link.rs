@@ -1,0 +1,309 @@
+//! Links to introduction servers: connect, register, read intros, and
+//! reconnect when a server goes away.
+//!
+//! Each link is one task that owns the connection's reading; writes go
+//! through the connection's [`IntroWriter`] task, so `connect()` futures
+//! can be dropped at any point without leaving half an intro on the wire.
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use uds_fdpass::{Credentials, FdStream};
+use uds_handshake::channel::ChannelEvent;
+use uds_handshake::io::{IntroReader, IntroWriter, Outgoing, UnitWriter};
+use uds_handshake::{ClientConfig, ClientHandshake, Identity};
+use uds_syrup::{Designator, NewConnection};
+
+use crate::builder::{IntroServer, ServerAddr, Settings};
+use crate::connection::{Connection, ConnectionInfo, Direction, into_tokio};
+use crate::error::LinkError;
+use crate::netlayer::Stats;
+
+/// Units that may wait for a link's writer.
+const WRITER_QUEUE: usize = 64;
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One introduction server, as the netlayer sees it.
+pub(crate) struct Link {
+    pub(crate) describe: String,
+    addr: ServerAddr,
+    pin: Option<Designator>,
+    pub(crate) state: Mutex<Option<Registered>>,
+}
+
+/// A link that is registered: the server's name and the way to write to it.
+#[derive(Clone)]
+pub(crate) struct Registered {
+    pub(crate) server: Designator,
+    pub(crate) writer: IntroWriter,
+}
+
+pub(crate) struct LinkCtx {
+    pub(crate) identity: Arc<Identity>,
+    pub(crate) settings: Settings,
+    pub(crate) incoming: mpsc::Sender<Connection>,
+    pub(crate) changed: Arc<watch::Sender<u64>>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) stats: Arc<Stats>,
+}
+
+impl LinkCtx {
+    fn bump(&self) {
+        self.changed.send_modify(|g| *g += 1);
+    }
+}
+
+impl Link {
+    pub(crate) fn new(server: IntroServer) -> Arc<Link> {
+        Arc::new(Link {
+            describe: server.describe(),
+            addr: server.addr,
+            pin: server.pin,
+            state: Mutex::new(None),
+        })
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps one server link alive: connect, register, serve, reconnect.
+pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
+    let mut delay = ctx.settings.backoff_min;
+    loop {
+        if ctx.shutdown.is_cancelled() {
+            return;
+        }
+        let outcome = tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            r = session(&link, &ctx) => r,
+        };
+        let was_registered = lock(&link.state).take().is_some();
+        if was_registered {
+            ctx.bump();
+        }
+        match outcome {
+            Ok(()) => {
+                tracing::info!(server = %link.describe, "the introduction server went away; reconnecting");
+                delay = ctx.settings.backoff_min;
+            }
+            Err(e) => tracing::warn!(server = %link.describe, "introduction server: {e}"),
+        }
+        if matches!(link.addr, ServerAddr::Fd(_)) {
+            tracing::warn!(server = %link.describe, "the inherited intro socket is gone and cannot be reopened");
+            return;
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(ctx.settings.backoff_max);
+    }
+}
+
+/// Connects to the server without blocking the runtime.
+async fn open_link(link: &Link) -> Result<FdStream, LinkError> {
+    let connect_err = |source| LinkError::Connect {
+        address: link.describe.clone(),
+        source,
+    };
+    match &link.addr {
+        ServerAddr::Path(p) => tokio::net::UnixStream::connect(p)
+            .await
+            .map(FdStream::from)
+            .map_err(connect_err),
+        ServerAddr::Abstract(name) => {
+            let fd = connect_abstract(name).map_err(connect_err)?;
+            FdStream::try_from_fd(fd).map_err(|e| connect_err(std::io::Error::other(e)))
+        }
+        ServerAddr::Fd(slot) => {
+            let fd = lock(slot).take().ok_or(LinkError::InheritedUsed)?;
+            FdStream::try_from_fd(fd).map_err(|e| LinkError::InheritedUnusable(e.to_string()))
+        }
+    }
+}
+
+/// A non-blocking `connect` to an abstract socket. Unix sockets connect at
+/// once or fail; a full backlog (`EAGAIN`) is an error the link retries.
+fn connect_abstract(name: &str) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new_abstract(name.as_bytes())?;
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) => Ok(fd),
+        Err(nix::errno::Errno::EAGAIN) => Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "the server's listen backlog is full",
+        )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes one unit directly (before the writer task exists).
+async fn write_now(stream: &FdStream, bytes: Vec<u8>) -> Result<(), LinkError> {
+    UnitWriter::new(Outgoing::Message(Bytes::from(bytes)))
+        .write(stream)
+        .await
+        .map_err(|e| {
+            LinkError::Write(uds_handshake::io::WriteError::Io(Arc::new(
+                std::io::Error::other(e),
+            )))
+        })
+}
+
+/// One connection to a server: returns `Ok` when a registered connection
+/// ends normally, `Err` with the reason otherwise.
+async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
+    let stream = open_link(link).await?;
+    let server_creds = stream.peer_credentials().map_err(LinkError::Credentials)?;
+    if !ctx.settings.server_uids.contains(&server_creds.uid) {
+        return Err(LinkError::UntrustedServer {
+            uid: server_creds.uid,
+            pid: server_creds.pid,
+            trusted: ctx.settings.server_uids.clone(),
+        });
+    }
+    let mut reader = IntroReader::new(ctx.settings.limits);
+    let mut hs = ClientHandshake::new(
+        ctx.identity.clone(),
+        ClientConfig {
+            profile: ctx.settings.profile,
+            pinned_server: link.pin,
+        },
+    );
+    let registration = async {
+        write_now(&stream, hs.register_message()).await?;
+        let response = match reader.next(&stream).await? {
+            Some(ChannelEvent::Message { value, .. }) => value,
+            Some(ChannelEvent::Introduction { .. }) => {
+                return Err(LinkError::Unexpected(
+                    "an intro before we registered".into(),
+                ));
+            }
+            None => return Err(LinkError::ClosedDuringRegistration),
+        };
+        let done = hs.receive(&response)?;
+        write_now(&stream, done.signature_message).await?;
+        Ok::<_, LinkError>(done.server)
+    };
+    let timeout = ctx.settings.registration_timeout;
+    let server = tokio::time::timeout(timeout, registration)
+        .await
+        .map_err(|_| LinkError::RegistrationTimeout(timeout))??;
+    let stream = Arc::new(stream);
+    let (writer, writer_task) =
+        IntroWriter::spawn(stream.clone(), WRITER_QUEUE, ctx.settings.send_timeout);
+    let mut writer_task = AbortOnDrop(writer_task);
+    *lock(&link.state) = Some(Registered { server, writer });
+    tracing::info!(server = %server, via = %link.describe, "registered");
+    ctx.bump();
+    let ours = ctx.identity.designator();
+    loop {
+        let event = tokio::select! {
+            e = reader.next(&stream) => e?,
+            r = &mut writer_task.0 => {
+                return match r {
+                    Ok(Err(e)) => Err(LinkError::Write(e)),
+                    _ => Ok(()),
+                };
+            }
+        };
+        match event {
+            None => return Ok(()),
+            Some(ChannelEvent::Message { value, .. }) => {
+                return Err(LinkError::Unexpected(format!("a message: {value}")));
+            }
+            Some(ChannelEvent::Introduction {
+                record,
+                fd,
+                extra_fds,
+                ..
+            }) => {
+                if extra_fds > 0 {
+                    tracing::debug!(server = %server, extra_fds, "closed extra fds sent with an intro (using the first)");
+                }
+                match incoming(record, fd, server, server_creds, ours) {
+                    Ok(conn) => match ctx.incoming.try_send(conn) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(conn)) => {
+                            let dropped = ctx.stats.incoming_dropped();
+                            tracing::warn!(
+                                server = %server,
+                                peer = %conn.peer().designator(),
+                                dropped,
+                                "closed an incoming connection: accept() is not keeping up \
+                                 (incoming_capacity is full)"
+                            );
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+                    },
+                    Err(why) => {
+                        ctx.stats.incoming_refused();
+                        tracing::warn!(server = %server, "refused an incoming connection: {why}")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Checks an intro delivered to us and makes it a connection.
+fn incoming(
+    record: NewConnection,
+    fd: OwnedFd,
+    server: Designator,
+    server_creds: Credentials,
+    ours: Designator,
+) -> Result<Connection, String> {
+    match record.to.designator_key() {
+        Ok(to) if to == ours => {}
+        _ => {
+            return Err(format!(
+                "it is addressed to {}, not to us",
+                record.to.designator()
+            ));
+        }
+    }
+    if let Err(e) = record.from.designator_key() {
+        return Err(format!("its `from` is not a peer of this netlayer: {e}"));
+    }
+    uds_fdpass::check_stream_socket(&fd).map_err(|e| format!("the passed fd is unusable: {e}"))?;
+    let creator = uds_fdpass::peer_credentials(&fd)
+        .map_err(|e| format!("cannot read the passed socket's creator: {e}"))?;
+    let relayed = creator.pid == server_creds.pid && server_creds.pid != 0;
+    if relayed {
+        tracing::warn!(
+            server = %server,
+            from = %record.from.designator(),
+            "the server passed a socket it created itself: it can read and change this connection"
+        );
+    }
+    let stream = into_tokio(fd).map_err(|e| format!("socket: {e}"))?;
+    Ok(Connection::new(
+        stream,
+        ConnectionInfo {
+            peer: record.from,
+            direction: Direction::Incoming,
+            via: server,
+            creator,
+            relayed,
+        },
+    ))
+}
