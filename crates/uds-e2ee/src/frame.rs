@@ -68,6 +68,8 @@ impl FrameKind {
 
 /// The first allocation of a reader's buffer.
 const INITIAL_CAPACITY: usize = 4096;
+/// How far a read may go past the start of a small frame.
+const READ_AHEAD: usize = INITIAL_CAPACITY;
 /// The largest buffer: one whole frame and the next frame's header.
 const MAX_BUFFER: usize = HEADER_LEN + MAX_FRAME_LEN + HEADER_LEN;
 
@@ -235,10 +237,11 @@ impl FrameReader {
     }
 
     /// Room to read into, for a socket read straight into the buffer;
-    /// report how much was read with [`filled`](Self::filled). While a
-    /// frame's length is known, the room ends after that frame and the next
-    /// frame's header (so no frame ever has to be moved); otherwise it is
-    /// whatever the buffer has. Never empty, unless an error is returned.
+    /// report how much was read with [`filled`](Self::filled). While the
+    /// length of a frame larger than 4 KiB is known, the room ends after
+    /// that frame and the next frame's header (so a large frame is never
+    /// moved); otherwise it is whatever the buffer has. Never empty, unless
+    /// an error is returned.
     /// Invalidates the frame last returned by
     /// [`next_frame`](Self::next_frame).
     ///
@@ -249,7 +252,11 @@ impl FrameReader {
         self.release();
         let have = self.end - self.start;
         let mut target = match self.header()? {
-            Some(len) if have < HEADER_LEN + len => self.start + HEADER_LEN + len + HEADER_LEN,
+            // Up to the next frame's header, so a large frame is never
+            // moved; small frames may read ahead.
+            Some(len) if have < HEADER_LEN + len => {
+                self.start + (HEADER_LEN + len + HEADER_LEN).max(READ_AHEAD)
+            }
             _ => self.start + MAX_BUFFER,
         };
         if target > self.buf.len() && self.start > 0 {
@@ -264,7 +271,7 @@ impl FrameReader {
                     "a complete frame is waiting in the reader: call next_frame first",
                 ));
             }
-            let len = (self.buf.len() * 2).clamp(INITIAL_CAPACITY, max);
+            let len = (self.buf.len() * 2).max(INITIAL_CAPACITY).min(max);
             self.buf.resize(len, 0);
         }
         let stop = target.min(self.buf.len());
@@ -359,9 +366,9 @@ mod tests {
         spare.copy_from_slice(&[0, 20]);
         r.filled(2);
         assert_eq!(r.next_frame().unwrap().unwrap().len(), 65535);
-        // Only the next header moves to the front; the room ends after the
-        // next frame and the header after it.
-        assert_eq!(r.spare().unwrap().len(), 20 + 2);
+        // Only the next header moves to the front; a small frame may read
+        // ahead up to READ_AHEAD.
+        assert_eq!(r.spare().unwrap().len(), READ_AHEAD - 2);
         assert_eq!(r.capacity(), MAX_BUFFER);
     }
 
