@@ -205,16 +205,17 @@ pub fn responder(data: &[u8]) -> Outcome {
     let mut rest = stream;
     while !hs.is_finished() && !rest.is_empty() {
         let n = step.min(rest.len());
-        let used = match hs.read(&rest[..n]) {
+        let result = hs.read(&rest[..n]);
+        let out = hs.pending_output().len();
+        outcome.handshake_output += out;
+        hs.output_sent(out);
+        let used = match result {
             Ok(used) => used,
             Err(e) => {
                 outcome.error = Some(e);
                 return outcome;
             }
         };
-        let out = hs.pending_output().len();
-        outcome.handshake_output += out;
-        hs.output_sent(out);
         rest = &rest[used..];
     }
     if !hs.is_finished() {

@@ -236,3 +236,96 @@ impl fmt::Debug for Transport {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use uds_handshake::Identity;
+
+    use super::*;
+    use crate::{Handshake, LocalStatic};
+
+    fn pair() -> (Transport, Transport) {
+        let (a_id, b_id) = (
+            Identity::from_secret_bytes([1; 32]),
+            Identity::from_secret_bytes([2; 32]),
+        );
+        let mut a = Handshake::initiator(
+            Arc::new(LocalStatic::generate(&a_id)),
+            b_id.designator(),
+        );
+        let mut b = Handshake::responder(
+            Arc::new(LocalStatic::generate(&b_id)),
+            a_id.designator(),
+        );
+        while !(a.is_finished() && b.is_finished()) {
+            let out = a.pending_output().to_vec();
+            a.output_sent(out.len());
+            b.read(&out).unwrap();
+            let out = b.pending_output().to_vec();
+            b.output_sent(out.len());
+            a.read(&out).unwrap();
+        }
+        (a.finish().unwrap().0, b.finish().unwrap().0)
+    }
+
+    #[test]
+    fn the_channel_ends_before_a_nonce_is_reused() {
+        let (mut a, mut b) = pair();
+        a.set_nonces(u64::MAX - 1, 0);
+        b.set_nonces(0, u64::MAX - 1);
+        let mut frame = Vec::new();
+        a.seal_frame(b"last", &mut frame).unwrap();
+        assert_eq!(a.sent_frames(), u64::MAX);
+        let mut body = frame[2..].to_vec();
+        assert_eq!(b.open_in_place(&mut body), Ok(Opened::Data(4)));
+        // Nonce 2^64 - 1 is never used: sending and receiving both stop,
+        // and the state stays poisoned.
+        let mut more = Vec::new();
+        assert_eq!(a.seal_frame(b"x", &mut more), Err(E2eeError::NonceExhausted));
+        assert!(more.is_empty());
+        assert_eq!(a.seal_end(&mut more), Err(E2eeError::NonceExhausted));
+        assert_eq!(a.error(), Some(&E2eeError::NonceExhausted));
+        let mut body = frame[2..].to_vec();
+        assert_eq!(b.open_in_place(&mut body), Err(E2eeError::NonceExhausted));
+        assert_eq!(
+            b.seal_frame(b"x", &mut more),
+            Err(E2eeError::NonceExhausted)
+        );
+    }
+
+    #[test]
+    fn frames_are_bounded_and_never_empty() {
+        let (mut a, mut b) = pair();
+        let mut out = Vec::new();
+        assert_eq!(
+            a.seal_frame(&vec![0; MAX_PLAINTEXT + 1], &mut out),
+            Err(E2eeError::FrameTooLong {
+                found: MAX_PLAINTEXT + 1,
+                max: MAX_PLAINTEXT
+            })
+        );
+        assert!(matches!(a.seal_frame(b"", &mut out), Err(E2eeError::Misuse(_))));
+        assert!(out.is_empty());
+        // Misuse does not poison.
+        a.seal_frame(&vec![9; MAX_PLAINTEXT], &mut out).unwrap();
+        assert_eq!(out.len(), 2 + MAX_FRAME_LEN);
+        assert_eq!(&out[..2], &[0xff, 0xff]);
+        let mut body = out[2..].to_vec();
+        assert_eq!(
+            b.open_in_place(&mut body),
+            Ok(Opened::Data(MAX_PLAINTEXT))
+        );
+        assert_eq!(
+            b.open_in_place(&mut [0; 15]),
+            Err(E2eeError::TooShort {
+                kind: FrameKind::Transport,
+                found: 15,
+                min: 16
+            })
+        );
+        // Poisoned from then on.
+        assert!(b.open_in_place(&mut body).is_err());
+    }
+}
