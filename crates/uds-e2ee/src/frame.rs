@@ -88,9 +88,10 @@ const MAX_BUFFER: usize = HEADER_LEN + MAX_FRAME_LEN + HEADER_LEN;
 /// stops at the end of the current frame (so a caller can hand the rest of
 /// its input to someone else), and [`spare`](Self::spare) /
 /// [`filled`](Self::filled) let a socket read go straight into the buffer
-/// (reading up to the end of the current frame and the next header, so
-/// frames stay where they arrived and are never moved). Complete frames come
-/// out of [`next_frame`](Self::next_frame) as mutable slices, for in-place
+/// (a read stops after a large frame and the next header, so large frames
+/// stay where they arrived and are never moved, while small frames are read
+/// several at a time). Complete frames come out of
+/// [`next_frame`](Self::next_frame) as mutable slices, for in-place
 /// decryption.
 ///
 /// ```
@@ -174,12 +175,14 @@ impl FrameReader {
     /// The body length announced by the buffered header, checked; `None`
     /// if the header is not complete yet.
     fn header(&self) -> Result<Option<usize>, E2eeError> {
-        if self.kind == FrameKind::Message1 {
-            if let Some(&first) = self.buf.get(self.start).filter(|_| self.end > self.start) {
-                if !is_e2ee_first_byte(first) {
-                    return Err(E2eeError::NotE2ee { first_byte: first });
-                }
-            }
+        // An e2ee stream starts with 0x00: judge the first byte alone.
+        if self.kind == FrameKind::Message1
+            && self.end > self.start
+            && !is_e2ee_first_byte(self.buf[self.start])
+        {
+            return Err(E2eeError::NotE2ee {
+                first_byte: self.buf[self.start],
+            });
         }
         match self.header_len() {
             Some(len) => self.kind.check_len(len).map(|()| Some(len)),

@@ -24,13 +24,17 @@ pub const ALICE_SEED: [u8; 32] = seq(0x01);
 /// bob's Ed25519 seed in the vectors.
 pub const BOB_SEED: [u8; 32] = seq(0x21);
 /// alice's X25519 static private key in the vectors.
-pub const ALICE_STATIC: [u8; 32] = unhex("ce2963fa7abfabe90f3fea9fe059293a45c01551968150f68c52f00a4f878a4f");
+pub const ALICE_STATIC: [u8; 32] =
+    unhex("ce2963fa7abfabe90f3fea9fe059293a45c01551968150f68c52f00a4f878a4f");
 /// alice's X25519 ephemeral private key in the vectors.
-pub const ALICE_EPHEMERAL: [u8; 32] = unhex("cabbe53678a389d53555a8ecc3894ab4dc020ac123802ef632ab514f9051ec0e");
+pub const ALICE_EPHEMERAL: [u8; 32] =
+    unhex("cabbe53678a389d53555a8ecc3894ab4dc020ac123802ef632ab514f9051ec0e");
 /// bob's X25519 static private key in the vectors.
-pub const BOB_STATIC: [u8; 32] = unhex("8937a91cb8e0f9ba1227cf3c3c971f4437603dcb91195861b770d5f42faa6a44");
+pub const BOB_STATIC: [u8; 32] =
+    unhex("8937a91cb8e0f9ba1227cf3c3c971f4437603dcb91195861b770d5f42faa6a44");
 /// bob's X25519 ephemeral private key in the vectors.
-pub const BOB_EPHEMERAL: [u8; 32] = unhex("11746162032332686390e166d97f14c1a09940b564c7081d3e88e949b3ea24e7");
+pub const BOB_EPHEMERAL: [u8; 32] =
+    unhex("11746162032332686390e166d97f14c1a09940b564c7081d3e88e949b3ea24e7");
 
 /// 32 consecutive byte values from `first`.
 const fn seq(first: u8) -> [u8; 32] {
@@ -78,8 +82,11 @@ fn session() -> &'static Session {
         let bob_id = Identity::from_secret_bytes(BOB_SEED);
         let alice = Arc::new(LocalStatic::from_secret_bytes(&alice_id, ALICE_STATIC));
         let bob = Arc::new(LocalStatic::from_secret_bytes(&bob_id, BOB_STATIC));
-        let mut a =
-            Handshake::initiator_with_ephemeral(alice.clone(), bob_id.designator(), ALICE_EPHEMERAL);
+        let mut a = Handshake::initiator_with_ephemeral(
+            alice.clone(),
+            bob_id.designator(),
+            ALICE_EPHEMERAL,
+        );
         let mut b =
             Handshake::responder_with_ephemeral(bob.clone(), alice_id.designator(), BOB_EPHEMERAL);
         while !(a.is_finished() && b.is_finished()) {
@@ -182,8 +189,7 @@ pub fn frames(data: &[u8]) -> Outcome {
     let mut reader = FrameReader::new(FrameKind::Transport);
     let via_push = step % 2 == 1;
     for chunk in stream.chunks(step.min(stream.len().max(1))) {
-        if let Err(e) = feed_transport(&mut reader, &mut transport, chunk, via_push, &mut outcome)
-        {
+        if let Err(e) = feed_transport(&mut reader, &mut transport, chunk, via_push, &mut outcome) {
             outcome.error = Some(e);
             return outcome;
         }
@@ -232,8 +238,13 @@ pub fn responder(data: &[u8]) -> Outcome {
     };
     let mut reader = FrameReader::new(FrameKind::Transport);
     for chunk in rest.chunks(step.min(rest.len().max(1))) {
-        if let Err(e) = feed_transport(&mut reader, &mut transport, chunk, step % 2 == 1, &mut outcome)
-        {
+        if let Err(e) = feed_transport(
+            &mut reader,
+            &mut transport,
+            chunk,
+            step % 2 == 1,
+            &mut outcome,
+        ) {
             outcome.error = Some(e);
             return outcome;
         }

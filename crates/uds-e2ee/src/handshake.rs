@@ -363,7 +363,9 @@ impl Handshake {
             return Err(e);
         }
         if self.step != Step::Done {
-            return Err(E2eeError::Misuse("finishing a handshake that is not complete"));
+            return Err(E2eeError::Misuse(
+                "finishing a handshake that is not complete",
+            ));
         }
         if !self.pending_output().is_empty() {
             return Err(E2eeError::Misuse(
@@ -376,10 +378,9 @@ impl Handshake {
         let info = HandshakeInfo {
             handshake_hash: self.noise.handshake_hash(),
             peer,
-            peer_static_key: self
-                .noise
-                .remote_static()
-                .ok_or(E2eeError::Misuse("no remote static key after the handshake"))?,
+            peer_static_key: self.noise.remote_static().ok_or(E2eeError::Misuse(
+                "no remote static key after the handshake",
+            ))?,
             initiator: self.noise.is_initiator(),
         };
         let (send, recv) = self.noise.split()?;

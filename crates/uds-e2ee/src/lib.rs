@@ -75,6 +75,7 @@
 //! use uds_e2ee::LocalStatic;
 //! use uds_handshake::Identity;
 //!
+//! # #[cfg(feature = "tokio")]
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {
 //! let (alice_id, bob_id) = (Identity::generate(), Identity::generate());
@@ -103,6 +104,8 @@
 //! assert_eq!(bob_side.await.unwrap()?, s.info().handshake_hash);
 //! # Ok(())
 //! # }
+//! # #[cfg(not(feature = "tokio"))]
+//! # fn main() {}
 //! ```
 //!
 //! Secrets (the X25519 static and ephemeral keys, the chaining key, the
@@ -126,10 +129,13 @@ pub use frame::{
     E2EE_FIRST_BYTE, FrameReader, HEADER_LEN, MAX_FRAME_LEN, MAX_PLAINTEXT, MESSAGE_1_LEN,
     MESSAGE_2_LEN, MESSAGE_3_LEN, is_e2ee_first_byte,
 };
-pub use handshake::{
-    Handshake, HandshakeInfo, PROLOGUE_LABEL, PROLOGUE_LEN, prologue,
-};
+pub use handshake::{Handshake, HandshakeInfo, PROLOGUE_LABEL, PROLOGUE_LEN, prologue};
 pub use identity::{IDENTITY_RECORD_LEN, IdentityRecord, LocalStatic, static_key_statement};
 #[cfg(feature = "tokio")]
 pub use stream::{E2eeStream, accept, connect, run_handshake};
 pub use transport::{Opened, Transport};
+
+/// The README's example, compiled and run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(all(doctest, feature = "tokio"))]
+pub struct ReadmeDoctests;

@@ -381,7 +381,7 @@ impl HandshakeState {
 
     /// Whether the next message is this side's to write.
     pub fn is_my_turn(&self) -> bool {
-        self.next < 3 && (self.next % 2 == 0) == self.initiator
+        self.next < 3 && self.next.is_multiple_of(2) == self.initiator
     }
 
     /// Whether all three messages were written or read.

@@ -415,3 +415,38 @@ impl<S> std::fmt::Debug for E2eeStream<S> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+    use uds_handshake::Identity;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_stream_ends_before_a_nonce_is_reused() {
+        let (a_id, b_id) = (Identity::generate(), Identity::generate());
+        let mut a = Handshake::initiator(Arc::new(LocalStatic::generate(&a_id)), b_id.designator());
+        let mut b = Handshake::responder(Arc::new(LocalStatic::generate(&b_id)), a_id.designator());
+        while !(a.is_finished() && b.is_finished()) {
+            let out = a.pending_output().to_vec();
+            a.output_sent(out.len());
+            b.read(&out).unwrap();
+            let out = b.pending_output().to_vec();
+            b.output_sent(out.len());
+            a.read(&out).unwrap();
+        }
+        let (mut transport, info) = a.finish().unwrap();
+        transport.set_nonces(u64::MAX - 1, 0);
+        let (io, _peer) = tokio::io::duplex(1 << 20);
+        let mut s = E2eeStream::new(io, transport, info);
+        s.write_all(b"the last frame").await.unwrap();
+        s.flush().await.unwrap();
+        let e = s.write_all(b"one too many").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Other);
+        assert_eq!(E2eeError::from_io(&e), Some(&E2eeError::NonceExhausted));
+        // Poisoned: flushing and shutting down fail the same way.
+        let e = s.shutdown().await.unwrap_err();
+        assert_eq!(E2eeError::from_io(&e), Some(&E2eeError::NonceExhausted));
+    }
+}

@@ -251,14 +251,8 @@ mod tests {
             Identity::from_secret_bytes([1; 32]),
             Identity::from_secret_bytes([2; 32]),
         );
-        let mut a = Handshake::initiator(
-            Arc::new(LocalStatic::generate(&a_id)),
-            b_id.designator(),
-        );
-        let mut b = Handshake::responder(
-            Arc::new(LocalStatic::generate(&b_id)),
-            a_id.designator(),
-        );
+        let mut a = Handshake::initiator(Arc::new(LocalStatic::generate(&a_id)), b_id.designator());
+        let mut b = Handshake::responder(Arc::new(LocalStatic::generate(&b_id)), a_id.designator());
         while !(a.is_finished() && b.is_finished()) {
             let out = a.pending_output().to_vec();
             a.output_sent(out.len());
@@ -283,7 +277,10 @@ mod tests {
         // Nonce 2^64 - 1 is never used: sending and receiving both stop,
         // and the state stays poisoned.
         let mut more = Vec::new();
-        assert_eq!(a.seal_frame(b"x", &mut more), Err(E2eeError::NonceExhausted));
+        assert_eq!(
+            a.seal_frame(b"x", &mut more),
+            Err(E2eeError::NonceExhausted)
+        );
         assert!(more.is_empty());
         assert_eq!(a.seal_end(&mut more), Err(E2eeError::NonceExhausted));
         assert_eq!(a.error(), Some(&E2eeError::NonceExhausted));
@@ -306,17 +303,17 @@ mod tests {
                 max: MAX_PLAINTEXT
             })
         );
-        assert!(matches!(a.seal_frame(b"", &mut out), Err(E2eeError::Misuse(_))));
+        assert!(matches!(
+            a.seal_frame(b"", &mut out),
+            Err(E2eeError::Misuse(_))
+        ));
         assert!(out.is_empty());
         // Misuse does not poison.
         a.seal_frame(&vec![9; MAX_PLAINTEXT], &mut out).unwrap();
         assert_eq!(out.len(), 2 + MAX_FRAME_LEN);
         assert_eq!(&out[..2], &[0xff, 0xff]);
         let mut body = out[2..].to_vec();
-        assert_eq!(
-            b.open_in_place(&mut body),
-            Ok(Opened::Data(MAX_PLAINTEXT))
-        );
+        assert_eq!(b.open_in_place(&mut body), Ok(Opened::Data(MAX_PLAINTEXT)));
         assert_eq!(
             b.open_in_place(&mut [0; 15]),
             Err(E2eeError::TooShort {

@@ -23,11 +23,7 @@ fn corpus(target: &str) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-fn run(
-    corpus: &BTreeMap<String, Vec<u8>>,
-    driver: fn(&[u8]) -> Outcome,
-    name: &str,
-) -> Outcome {
+fn run(corpus: &BTreeMap<String, Vec<u8>>, driver: fn(&[u8]) -> Outcome, name: &str) -> Outcome {
     driver(
         corpus
             .get(name)
@@ -42,7 +38,11 @@ fn replay_every_seed_without_panicking() {
         ("e2ee_responder", responder),
     ] {
         let corpus = corpus(target);
-        assert!(corpus.len() >= 10, "{target} has only {} files", corpus.len());
+        assert!(
+            corpus.len() >= 10,
+            "{target} has only {} files",
+            corpus.len()
+        );
         for (name, data) in &corpus {
             let result = std::panic::catch_unwind(|| driver(data));
             assert!(result.is_ok(), "{target}/{name} panicked");

@@ -66,7 +66,11 @@ fn official_noise_vectors() {
             };
             let mut out = Vec::new();
             w.write_message(&payload, &mut out).unwrap();
-            assert_eq!(hex::encode(&out), hex::encode(&expected), "vector {i} message {m}");
+            assert_eq!(
+                hex::encode(&out),
+                hex::encode(&expected),
+                "vector {i} message {m}"
+            );
             let mut got = Vec::new();
             r.read_message(&out, &mut got).unwrap();
             assert_eq!(got, payload, "vector {i} message {m}");
@@ -91,13 +95,20 @@ fn official_noise_vectors() {
             let mut buf = payload.clone();
             let tag = send.encrypt_in_place(&[], &mut buf).unwrap();
             let wire = [buf.as_slice(), &tag].concat();
-            assert_eq!(hex::encode(&wire), hex::encode(&expected), "vector {i} message {m}");
+            assert_eq!(
+                hex::encode(&wire),
+                hex::encode(&expected),
+                "vector {i} message {m}"
+            );
             recv.decrypt_in_place(&[], &mut buf, &tag).unwrap();
             assert_eq!(buf, payload, "vector {i} message {m}");
         }
         ran += 1;
     }
-    assert!(ran > 0, "no Noise_XX_25519_ChaChaPoly_BLAKE2s vector in the file");
+    assert!(
+        ran > 0,
+        "no Noise_XX_25519_ChaChaPoly_BLAKE2s vector in the file"
+    );
     println!("ran {ran} official vectors");
 }
 
@@ -280,7 +291,10 @@ fn snow_agrees_with_the_designator_bound_handshake() {
     bob.read(&[&(n as u16).to_be_bytes()[..], &buf[..n]].concat())
         .unwrap();
     let (_, info) = bob.finish().unwrap();
-    assert_eq!(info.handshake_hash.as_slice(), snow_alice.get_handshake_hash());
+    assert_eq!(
+        info.handshake_hash.as_slice(),
+        snow_alice.get_handshake_hash()
+    );
     assert_eq!(info.peer, v.alice_id.designator());
 }
 
@@ -359,10 +373,8 @@ fn snow_with_a_wrong_identity_payload_is_refused() {
     .encode();
     let n = snow_mallory.write_message(&record, &mut buf).unwrap();
     let m2 = [&(n as u16).to_be_bytes()[..], &buf[..n]].concat();
-    let mut alice_expecting_weak = Handshake::initiator(
-        v.alice.clone(),
-        uds_syrup::Designator::from_key_bytes(weak),
-    );
+    let mut alice_expecting_weak =
+        Handshake::initiator(v.alice.clone(), uds_syrup::Designator::from_key_bytes(weak));
     // (alice's own ephemeral differs, so use a fresh exchange for this one.)
     let m1 = alice_expecting_weak.pending_output().to_vec();
     let mut snow_mallory = snow_side(

@@ -30,7 +30,10 @@ fn receive(mut hs: Handshake, stream: &[u8], cuts: &[usize]) -> Received {
     let mut piece = 0;
     let result = (|| -> Result<(), E2eeError> {
         while pos < stream.len() {
-            let size = cuts.get(piece % cuts.len().max(1)).copied().unwrap_or(usize::MAX);
+            let size = cuts
+                .get(piece % cuts.len().max(1))
+                .copied()
+                .unwrap_or(usize::MAX);
             let mut chunk = &stream[pos..pos + size.max(1).min(stream.len() - pos)];
             pos += chunk.len();
             piece += 1;
@@ -40,16 +43,22 @@ fn receive(mut hs: Handshake, stream: &[u8], cuts: &[usize]) -> Received {
                 hs.output_sent(out);
                 chunk = &chunk[used..];
                 if !hs.is_finished() {
-                    assert!(chunk.is_empty(), "the handshake left bytes before finishing");
+                    assert!(
+                        chunk.is_empty(),
+                        "the handshake left bytes before finishing"
+                    );
                     continue;
                 }
                 r.handshake_done = true;
-                let hs = std::mem::replace(&mut hs, Handshake::initiator(
-                    std::sync::Arc::new(uds_e2ee::LocalStatic::generate(
-                        &uds_handshake::Identity::from_secret_bytes([0; 32]),
-                    )),
-                    uds_syrup::Designator::from_key_bytes([0; 32]),
-                ));
+                let hs = std::mem::replace(
+                    &mut hs,
+                    Handshake::initiator(
+                        std::sync::Arc::new(uds_e2ee::LocalStatic::generate(
+                            &uds_handshake::Identity::from_secret_bytes([0; 32]),
+                        )),
+                        uds_syrup::Designator::from_key_bytes([0; 32]),
+                    ),
+                );
                 transport = Some(hs.finish()?.0);
             }
             let t = transport.as_mut().expect("set above");

@@ -14,8 +14,8 @@ use common::Vectors;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
 use uds_e2ee::{
-    E2eeError, E2eeStream, FrameKind, FrameReader, Handshake, LocalStatic, Opened, accept,
-    connect, is_e2ee_first_byte, run_handshake,
+    E2eeError, E2eeStream, FrameKind, FrameReader, Handshake, LocalStatic, Opened, accept, connect,
+    is_e2ee_first_byte, run_handshake,
 };
 use uds_handshake::Identity;
 use uds_syrup::Designator;
@@ -399,7 +399,9 @@ fn garbage_is_refused_with_the_right_error() {
         let p = peers();
         // A plaintext peer talking Syrup to an e2ee acceptor.
         let (mut a, b) = UnixStream::pair().unwrap();
-        a.write_all(b"<10'ocapn-peer18'unix-domain-socket").await.unwrap();
+        a.write_all(b"<10'ocapn-peer18'unix-domain-socket")
+            .await
+            .unwrap();
         let e = accept(b, p.bob.clone(), p.alice_id.designator())
             .await
             .unwrap_err();
@@ -475,7 +477,7 @@ fn a_lying_introduction_server_is_caught() {
         let (a, b) = UnixStream::pair().unwrap();
         let bob = accept(b, p.bob.clone(), carol);
         let alice = connect(a, p.alice.clone(), p.bob_id.designator());
-        let (alice, bob) = tokio::join!(async { alice.await }, async { bob.await });
+        let (alice, bob) = tokio::join!(alice, bob);
         let e = alice.unwrap_err();
         assert_eq!(
             e2ee_error(&e),
@@ -627,7 +629,10 @@ fn writes_after_shutdown_and_flushes_are_handled() {
         let mut got = Vec::new();
         bob.read_to_end(&mut got).await.unwrap();
         assert!(got == pattern(200_000, 3));
-        assert_eq!(alice.write(b"").await.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        assert_eq!(
+            alice.write(b"").await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
         alice.flush().await.unwrap();
     });
 }

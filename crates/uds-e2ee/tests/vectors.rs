@@ -21,7 +21,10 @@ fn identities_and_records() {
         v.alice_id.public_key().0.as_slice(),
         v.row("alice-ed25519-public")
     );
-    assert_eq!(v.bob_id.public_key().0.as_slice(), v.row("bob-ed25519-public"));
+    assert_eq!(
+        v.bob_id.public_key().0.as_slice(),
+        v.row("bob-ed25519-public")
+    );
     assert_eq!(
         v.alice.identity_record().as_slice(),
         v.row("alice-identity-record")
@@ -98,7 +101,10 @@ fn the_whole_transcript() {
     frame.clear();
     a.seal_end(&mut frame).unwrap();
     assert_eq!(frame, v.row("transport-alice-2"));
-    assert_eq!(a.seal_frame(b"more", &mut frame), Err(E2eeError::WriteAfterEnd));
+    assert_eq!(
+        a.seal_frame(b"more", &mut frame),
+        Err(E2eeError::WriteAfterEnd)
+    );
 
     let mut body = v.row("transport-alice-1")[2..].to_vec();
     assert_eq!(b.open_in_place(&mut body).unwrap(), Opened::Data(9));
