@@ -77,6 +77,12 @@ const BUDGETS: &[Budget] = &[
         rule: Rule::MaxTimeNs(1_000_000.0),
     },
     Budget {
+        what: "bulk throughput, e2ee",
+        group: "e2ee/bulk",
+        name: "e2ee",
+        rule: Rule::MinThroughputRatio(0.8),
+    },
+    Budget {
         what: "intro server: registrations per second (per daemon core)",
         group: "introd/load",
         name: "registrations/s per daemon core",

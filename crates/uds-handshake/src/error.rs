@@ -65,6 +65,14 @@ pub enum HandshakeError {
     /// CapTP, whose signed payloads are Syrup records).
     #[error("refusing to sign a challenge that is a complete Syrup value")]
     ChallengeIsSyrup,
+    /// A challenge that starts like the statement binding an end-to-end
+    /// encryption key to an identity (`ocapn-uds-e2ee-static-key:`): signing
+    /// it would let the introduction server impersonate us in e2ee mode.
+    #[error(
+        "refusing to sign a challenge that starts with \"ocapn-uds-e2ee-static-key:\" \
+         (the server may be trying to impersonate us on end-to-end encrypted connections)"
+    )]
+    ChallengeIsE2eeStaticKey,
     /// A locator of another netlayer.
     #[error("the locator's transport is {0:?}, not unix-domain-socket")]
     WrongTransport(String),

@@ -11,16 +11,18 @@ use ed25519_dalek::{Signer, SigningKey};
 use uds_syrup::{Designator, Locator, PublicKey, SigVal};
 use zeroize::Zeroizing;
 
-use crate::keys::check_challenge;
+use crate::keys::{E2EE_STATIC_KEY_CONTEXT, check_challenge};
 use crate::{HandshakeError, IdentityError};
 
 /// An Ed25519 identity: its public key is the designator in locators (for a
 /// peer) or in hints (for an introduction server).
 ///
 /// The secret key is zeroized when the identity is dropped and never appears
-/// in `Debug` output. The only way to sign with it is
+/// in `Debug` output. The only ways to sign with it are
 /// [`Identity::sign_challenge`], which refuses anything that could be a
-/// CapTP payload.
+/// CapTP payload or an e2ee key statement, and
+/// [`Identity::sign_e2ee_static_key`], which signs only that fixed-form
+/// statement.
 ///
 /// ```
 /// use uds_handshake::Identity;
@@ -70,6 +72,20 @@ impl Identity {
     pub fn sign_challenge(&self, challenge: &[u8]) -> Result<SigVal, HandshakeError> {
         check_challenge(challenge)?;
         Ok(SigVal(self.key.sign(challenge).to_bytes()))
+    }
+
+    /// Signs `"ocapn-uds-e2ee-static-key:" || x25519_public`
+    /// ([`E2EE_STATIC_KEY_CONTEXT`](crate::E2EE_STATIC_KEY_CONTEXT) followed
+    /// by the key): the statement with which this identity vouches for an
+    /// X25519 static key in the end-to-end encrypted mode (crate
+    /// `uds-e2ee`). The message starts with a fixed ASCII context, so it is
+    /// never a Syrup value (no CapTP payload) and never a challenge that
+    /// [`Identity::sign_challenge`] accepts.
+    pub fn sign_e2ee_static_key(&self, x25519_public: &[u8; 32]) -> SigVal {
+        let mut msg = [0u8; E2EE_STATIC_KEY_CONTEXT.len() + 32];
+        msg[..E2EE_STATIC_KEY_CONTEXT.len()].copy_from_slice(E2EE_STATIC_KEY_CONTEXT);
+        msg[E2EE_STATIC_KEY_CONTEXT.len()..].copy_from_slice(x25519_public);
+        SigVal(self.key.sign(&msg).to_bytes())
     }
 
     /// The key as PKCS#8 PEM (zeroized when dropped), as [`Identity::save`]

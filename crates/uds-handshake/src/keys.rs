@@ -11,6 +11,12 @@ pub const MIN_CHALLENGE: usize = 16;
 pub const MAX_CHALLENGE: usize = 1024;
 /// Length of the challenges this crate emits.
 pub const CHALLENGE_LEN: usize = 64;
+/// What an identity signs, followed by its 32-byte X25519 public key, to
+/// bind that key to itself in the end-to-end encrypted mode (crate
+/// `uds-e2ee`). [`check_challenge`] refuses challenges that start with it,
+/// so an introduction server cannot obtain such a signature as the answer
+/// to a registration challenge.
+pub const E2EE_STATIC_KEY_CONTEXT: &[u8] = b"ocapn-uds-e2ee-static-key:";
 
 /// The Ed25519 key `key` names, refusing encodings that are not points,
 /// non-canonical encodings and weak (small-order) keys.
@@ -43,10 +49,13 @@ pub fn verify(key: &VerifyingKey, msg: &[u8], sig: &SigVal) -> bool {
         .is_ok()
 }
 
-/// The rule for every challenge this crate will sign: 16 to 1024 bytes, and
-/// **not** a complete Syrup value. Every payload CapTP signs is a Syrup
-/// record, so refusing Syrup keeps the intro protocol's raw-bytes signature
-/// from being a signing oracle for CapTP.
+/// The rule for every challenge this crate will sign: 16 to 1024 bytes,
+/// **not** a complete Syrup value, and not starting with
+/// [`E2EE_STATIC_KEY_CONTEXT`]. Every payload CapTP signs is a Syrup record,
+/// so refusing Syrup keeps the intro protocol's raw-bytes signature from
+/// being a signing oracle for CapTP; refusing the e2ee context keeps it from
+/// vouching for an X25519 key chosen by the introduction server (which could
+/// then impersonate the peer in the end-to-end encrypted mode).
 ///
 /// "A complete Syrup value" is judged as leniently as any reader might:
 ///
@@ -72,6 +81,9 @@ pub fn check_challenge(challenge: &[u8]) -> Result<(), HandshakeError> {
     };
     if matches!(Decoder::new(limits).frame_len(challenge), Ok(Some(n)) if n == len) {
         return Err(HandshakeError::ChallengeIsSyrup);
+    }
+    if challenge.starts_with(E2EE_STATIC_KEY_CONTEXT) {
+        return Err(HandshakeError::ChallengeIsE2eeStaticKey);
     }
     Ok(())
 }

@@ -185,3 +185,33 @@ fn the_signing_guard_refuses_syrup_and_bad_lengths() {
     assert!(id.sign_challenge(&[1; 16]).is_ok());
     assert!(id.sign_challenge(&[1; 1024]).is_ok());
 }
+
+#[test]
+fn the_e2ee_key_statement_is_signed_only_through_its_own_method() {
+    let id = Identity::from_secret_bytes([9; 32]);
+    let x25519_public = [0x42u8; 32];
+    let statement = [uds_handshake::E2EE_STATIC_KEY_CONTEXT, &x25519_public].concat();
+    assert_eq!(statement.len(), 58);
+    assert!(statement.starts_with(b"ocapn-uds-e2ee-static-key:"));
+    // An introduction server asking for this statement as a challenge is
+    // refused, whatever follows the context.
+    assert!(matches!(
+        id.sign_challenge(&statement),
+        Err(HandshakeError::ChallengeIsE2eeStaticKey)
+    ));
+    let mut longer = statement.clone();
+    longer.extend_from_slice(&[7; 40]);
+    assert!(matches!(
+        id.sign_challenge(&longer),
+        Err(HandshakeError::ChallengeIsE2eeStaticKey)
+    ));
+    // The same bytes with the context cut short are an ordinary challenge.
+    assert!(id.sign_challenge(&statement[1..]).is_ok());
+
+    let sig = id.sign_e2ee_static_key(&x25519_public);
+    let key = uds_handshake::verifying_key(&id.public_key()).unwrap();
+    assert!(uds_handshake::verify(&key, &statement, &sig));
+    let mut other = statement.clone();
+    other[57] ^= 1;
+    assert!(!uds_handshake::verify(&key, &other, &sig));
+}
