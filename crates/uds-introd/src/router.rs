@@ -763,7 +763,6 @@ impl<F> Router<F> {
     ) {
         drop(fd);
         self.counters.refuse(reason);
-        tracing::warn!(conn = %client, target = %target, reason = reason.name(), "refused an intro: {detail}");
         let window = self.limits.park_timeout;
         let max = self.limits.max_refused_per_sender;
         let Some(c) = self.clients.get_mut(&client) else {
@@ -775,6 +774,14 @@ impl<F> Router<F> {
                 c.refused_since = Some(now);
                 c.refused = 1;
             }
+        }
+        // The 1st, 2nd, 4th... refusal of a window is a warning, the others
+        // are logged at debug level: a flood cannot flood the log.
+        let refused = c.refused;
+        if refused.is_power_of_two() {
+            tracing::warn!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
+        } else {
+            tracing::debug!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
         }
         if c.refused > max {
             let n = c.refused;

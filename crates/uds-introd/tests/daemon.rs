@@ -114,7 +114,7 @@ async fn a_restart_with_the_same_key_keeps_the_same_id() {
     // Without --key, every start is a new identity.
     let other = private_dir();
     let sock = other.path().join("s");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&*BIN);
     cmd.arg("--socket").arg(&sock);
     let d3 = Daemon::spawn(cmd, other.path(), sock);
     assert_ne!(d3.id, first);
@@ -173,7 +173,7 @@ async fn status_lists_registered_peers() {
         assert!(status.contains(&line), "{status}");
     }
     // The same through the command-line client.
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("status")
         .arg("--socket")
         .arg(&d.socket)
@@ -183,7 +183,7 @@ async fn status_lists_registered_peers() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("registered: 2"), "{text}");
     // A missing admin socket gives a clear error.
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["status", "--admin"])
         .arg(dir.path().join("nope"))
         .output()
@@ -220,7 +220,7 @@ async fn leftover_sockets_unsafe_directories_and_live_daemons() {
     assert!(path.exists());
     let d = Daemon::start(dir.path(), &[]);
     // A second daemon on the same path refuses to start.
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("--socket")
         .arg(&d.socket)
         .arg("--no-admin")
@@ -232,7 +232,7 @@ async fn leftover_sockets_unsafe_directories_and_live_daemons() {
     // A regular file in the way is never removed.
     let file = dir.path().join("file.sock");
     std::fs::write(&file, b"data").unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("--socket")
         .arg(&file)
         .output()
@@ -248,7 +248,7 @@ async fn leftover_sockets_unsafe_directories_and_live_daemons() {
     let open = dir.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("--socket")
         .arg(open.join("s"))
         .output()
@@ -261,7 +261,7 @@ async fn leftover_sockets_unsafe_directories_and_live_daemons() {
     );
     let fresh = dir.path().join("fresh");
     let sock = fresh.join("intro.sock");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&*BIN);
     cmd.arg("--socket").arg(&sock);
     let d2 = Daemon::spawn(cmd, &fresh, sock);
     let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
@@ -277,7 +277,7 @@ async fn abstract_socket_when_asked() {
     let name = format!("ocapn-uds-test-{}", std::process::id());
     let dir = private_dir();
     let admin = dir.path().join("admin");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(&*BIN);
     cmd.arg("--abstract").arg(&name).arg("--admin").arg(&admin);
     let d = Daemon::spawn(cmd, dir.path(), dir.path().join("unused"));
     use std::os::linux::net::SocketAddrExt;
@@ -315,7 +315,7 @@ async fn systemd_socket_activation_and_readiness() {
     let mut cmd = Command::new("bash");
     cmd.arg("-c")
         .arg(script)
-        .arg(BIN)
+        .arg(&*BIN)
         .arg("--admin")
         .arg(dir.path().join("admin"))
         .env("LISTEN_FDS", "1")
@@ -334,7 +334,7 @@ async fn systemd_socket_activation_and_readiness() {
 
 #[tokio::test]
 async fn help_explains_every_option() {
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("--help")
         .stdout(Stdio::piped())
         .output()
@@ -373,7 +373,7 @@ async fn help_explains_every_option() {
     ] {
         assert!(help.contains(opt), "--help does not mention {opt}");
     }
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["--wire", "bogus"])
         .output()
         .unwrap();
@@ -383,7 +383,7 @@ async fn help_explains_every_option() {
             .unwrap()
             .contains("use \"draft\" or \"goblins\"")
     );
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .args(["--park-timeout", "soon"])
         .output()
         .unwrap();
@@ -398,12 +398,20 @@ async fn help_explains_every_option() {
 async fn keygen_writes_a_private_key_once() {
     let dir = private_dir();
     let key = dir.path().join("k.pem");
-    let out = Command::new(BIN).arg("keygen").arg(&key).output().unwrap();
+    let out = Command::new(&*BIN)
+        .arg("keygen")
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let id = Identity::load(&key).unwrap().designator();
     assert!(text.contains(&format!("id={id}")), "{text}");
-    let out = Command::new(BIN).arg("keygen").arg(&key).output().unwrap();
+    let out = Command::new(&*BIN)
+        .arg("keygen")
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(
         String::from_utf8(out.stderr)
@@ -412,7 +420,7 @@ async fn keygen_writes_a_private_key_once() {
     );
     // The daemon refuses a key file others can read, and says how to fix it.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("--socket")
         .arg(dir.path().join("s"))
         .arg("--key")

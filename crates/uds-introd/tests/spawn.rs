@@ -139,7 +139,7 @@ fn fast_child_finish(
 fn spawn_runs_a_child_with_a_private_intro_socket() {
     let dir = private_dir();
     let admin = dir.path().join("admin");
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("spawn")
         .arg("--admin")
         .arg(&admin)
@@ -175,7 +175,7 @@ fn spawn_runs_a_child_with_a_private_intro_socket() {
 /// as `wrong-pid`.
 fn a_child_that_writes_at_once_is_admitted() {
     for _ in 0..10 {
-        let out = Command::new(BIN)
+        let out = Command::new(&*BIN)
             .args(["spawn", "--no-admin", "--"])
             .arg(std::env::current_exe().unwrap())
             .env(MODE, "fast")

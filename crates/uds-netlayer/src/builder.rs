@@ -97,9 +97,35 @@ impl IntroServer {
     }
 }
 
+/// How a netlayer protects its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Security {
+    /// End-to-end encrypted (Noise XX keyed to the peers' designators):
+    /// dials with e2ee and refuses plaintext incoming connections (no
+    /// downgrade). The default with the `e2ee` feature.
+    #[cfg(feature = "e2ee")]
+    Encrypted,
+    /// Dials plaintext, as the draft and Goblins do, and accepts both
+    /// plaintext and (with the `e2ee` feature) encrypted connections.
+    Plaintext,
+}
+
+impl Default for Security {
+    fn default() -> Security {
+        #[cfg(feature = "e2ee")]
+        return Security::Encrypted;
+        #[cfg(not(feature = "e2ee"))]
+        return Security::Plaintext;
+    }
+}
+
 /// Settings shared by the links.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
+    pub(crate) security: Security,
+    pub(crate) handshake_timeout: Duration,
+    pub(crate) max_handshakes: usize,
     pub(crate) profile: WireProfile,
     pub(crate) server_uids: Vec<u32>,
     pub(crate) answer_timeout: Duration,
@@ -126,6 +152,9 @@ impl Builder {
             identity: None,
             servers: Vec::new(),
             settings: Settings {
+                security: Security::default(),
+                handshake_timeout: Duration::from_secs(10),
+                max_handshakes: 64,
                 profile: WireProfile::Draft,
                 server_uids: vec![uid, 0],
                 answer_timeout: Duration::from_secs(10),
@@ -174,6 +203,47 @@ impl Builder {
         })
     }
 
+    /// Plaintext mode: dial without encryption (as the draft and Goblins
+    /// do) and accept both plaintext and encrypted connections. The default
+    /// (with the `e2ee` feature) is encrypted: a lying introduction server
+    /// can then drop and delay connections, never read, change or
+    /// impersonate.
+    pub fn plaintext(mut self) -> Builder {
+        self.settings.security = Security::Plaintext;
+        self
+    }
+
+    /// Encrypted mode (the default with the `e2ee` feature): dial with
+    /// e2ee and refuse plaintext incoming connections.
+    #[cfg(feature = "e2ee")]
+    pub fn encrypted(mut self) -> Builder {
+        self.settings.security = Security::Encrypted;
+        self
+    }
+
+    /// The mode, as a value.
+    pub fn security(mut self, security: Security) -> Builder {
+        self.settings.security = security;
+        self
+    }
+
+    /// How long an incoming connection may take to show what it is and, if
+    /// encrypted, to complete its handshake (default 10 s); slower ones are
+    /// closed. Handshakes run concurrently: a slow or silent dialer delays
+    /// nobody else.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Builder {
+        self.settings.handshake_timeout = timeout;
+        self
+    }
+
+    /// How many incoming connections may be in their handshake at once
+    /// (default 64); beyond that new ones are closed at once (counted in
+    /// [`UdsNetlayer::stats`]).
+    pub fn max_handshakes(mut self, n: usize) -> Builder {
+        self.settings.max_handshakes = n.max(1);
+        self
+    }
+
     /// The shape of the messages we send (default: the draft's).
     pub fn wire(mut self, profile: WireProfile) -> Builder {
         self.settings.profile = profile;
@@ -188,7 +258,8 @@ impl Builder {
         self
     }
 
-    /// How long [`UdsNetlayer::connect`] waits for the peer's first byte
+    /// How long [`UdsNetlayer::connect`] waits for the peer: for its
+    /// handshake (encrypted mode) or its first byte (plaintext mode)
     /// (default 10 s).
     pub fn answer_timeout(mut self, timeout: Duration) -> Builder {
         self.settings.answer_timeout = timeout;
@@ -251,9 +322,15 @@ impl Builder {
         let changed = Arc::new(changed);
         let shutdown = CancellationToken::new();
         let stats = Arc::new(Stats::default());
+        #[cfg(feature = "e2ee")]
+        let local = Arc::new(uds_e2ee::LocalStatic::generate(&identity));
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(self.settings.max_handshakes));
         let links: Vec<Arc<Link>> = self.servers.into_iter().map(Link::new).collect();
         for link in &links {
             let ctx = LinkCtx {
+                #[cfg(feature = "e2ee")]
+                local: local.clone(),
+                handshakes: handshakes.clone(),
                 identity: identity.clone(),
                 settings: self.settings.clone(),
                 incoming: tx.clone(),
@@ -265,6 +342,8 @@ impl Builder {
         }
         Ok(UdsNetlayer {
             inner: Arc::new(Inner {
+                #[cfg(feature = "e2ee")]
+                local,
                 identity,
                 settings: self.settings,
                 links,

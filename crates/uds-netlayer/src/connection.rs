@@ -34,10 +34,12 @@ pub enum Direction {
 
 /// What is known about a connection's other end.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ConnectionInfo {
     /// The peer: for an outgoing connection the locator we dialed; for an
-    /// incoming one the `from` locator of the intro, which only the
-    /// introduction server vouches for.
+    /// incoming one the `from` locator of the intro. Proven when
+    /// [`identity_proven`](Self::identity_proven) is true; otherwise only
+    /// the introduction server vouches for it.
     pub peer: Locator,
     /// Who opened it.
     pub direction: Direction,
@@ -48,25 +50,49 @@ pub struct ConnectionInfo {
     pub creator: Credentials,
     /// Whether the socket was created by the introduction server's own
     /// process rather than by a dialing peer: a relaying (or eavesdropping)
-    /// server. Always `false` for outgoing connections.
+    /// server. Always `false` for outgoing connections. In e2ee mode a
+    /// relay can only pass ciphertext along, so this is a warning, not a
+    /// breach.
     pub relayed: bool,
+    /// Whether the bytes are end-to-end encrypted (Noise XX).
+    pub encrypted: bool,
+    /// Whether the peer proved it holds the key of [`peer`](Self::peer)'s
+    /// designator (true exactly for encrypted connections).
+    pub identity_proven: bool,
+    /// The Noise handshake hash of an encrypted connection: a value both
+    /// ends share and nobody else can choose, for binding a protocol above
+    /// to this channel.
+    pub handshake_hash: Option<[u8; 32]>,
 }
 
-/// A connection to a peer: a direct, anonymous Unix stream socket.
+/// The bytes of a connection: a plain socket, or an encrypted channel over
+/// one.
+#[derive(Debug)]
+pub(crate) enum Inner {
+    Plain(UnixStream),
+    #[cfg(feature = "e2ee")]
+    Encrypted(Box<uds_e2ee::E2eeStream<UnixStream>>),
+}
+
+/// A connection to a peer: a direct, anonymous Unix stream socket, end-to-end
+/// encrypted unless the netlayer is in plaintext mode.
 ///
 /// It is [`AsyncRead`] + [`AsyncWrite`]; [`Connection::framed`] gives a
-/// stream/sink of Syrup messages (raw or bytestring framing). Peers must not
-/// send fds over it: the netlayer asks the kernel to refuse them where it can,
-/// and a plain read closes any that arrive.
+/// stream/sink of Syrup messages (raw or bytestring framing). Call `flush`
+/// after writing (an encrypted connection sends data in frames when flushed
+/// or when a frame is full) and `shutdown` when done (an encrypted
+/// connection sends its authenticated end of data). Peers must not send fds
+/// over it: the netlayer asks the kernel to refuse them where it can, and a
+/// plain read closes any that arrive.
 #[derive(Debug)]
 pub struct Connection {
-    stream: UnixStream,
+    inner: Inner,
     info: ConnectionInfo,
 }
 
 impl Connection {
-    pub(crate) fn new(stream: UnixStream, info: ConnectionInfo) -> Connection {
-        Connection { stream, info }
+    pub(crate) fn new(inner: Inner, info: ConnectionInfo) -> Connection {
+        Connection { inner, info }
     }
 
     /// What is known about the other end.
@@ -79,14 +105,19 @@ impl Connection {
         &self.info.peer
     }
 
-    /// The socket.
-    pub fn get_ref(&self) -> &UnixStream {
-        &self.stream
+    /// Whether the connection is end-to-end encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.info.encrypted
     }
 
-    /// Splits into the socket and the information.
-    pub fn into_parts(self) -> (UnixStream, ConnectionInfo) {
-        (self.stream, self.info)
+    /// The socket. Do not read or write it directly: on an encrypted
+    /// connection that would break the channel.
+    pub fn get_ref(&self) -> &UnixStream {
+        match &self.inner {
+            Inner::Plain(s) => s,
+            #[cfg(feature = "e2ee")]
+            Inner::Encrypted(s) => s.get_ref(),
+        }
     }
 
     /// A stream and sink of Syrup messages over this connection, with the
@@ -101,13 +132,29 @@ impl Connection {
     }
 }
 
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.inner {
+            Inner::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            #[cfg(feature = "e2ee")]
+            Inner::Encrypted($s) => {
+                let $s = Pin::new(&mut **$s);
+                $e
+            }
+        }
+    };
+}
+
 impl AsyncRead for Connection {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
+        dispatch!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -117,15 +164,15 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        dispatch!(self, s => s.poll_write(cx, buf))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        dispatch!(self, s => s.poll_flush(cx))
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+        dispatch!(self, s => s.poll_shutdown(cx))
     }
 
     fn poll_write_vectored(
@@ -133,10 +180,14 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+        dispatch!(self, s => s.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        match &self.inner {
+            Inner::Plain(s) => s.is_write_vectored(),
+            #[cfg(feature = "e2ee")]
+            Inner::Encrypted(s) => s.is_write_vectored(),
+        }
     }
 }

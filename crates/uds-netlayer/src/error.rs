@@ -119,6 +119,34 @@ pub enum AttemptError {
     /// The connection failed while waiting for the answer.
     #[error("waiting for the answer: {0}")]
     Io(Arc<io::Error>),
+    /// The e2ee handshake failed: the peer could not prove its identity
+    /// (a lying or tampering introduction server, or the wrong peer).
+    #[cfg(feature = "e2ee")]
+    #[error("the peer could not prove its identity: {0}")]
+    Handshake(uds_e2ee::E2eeError),
+}
+
+impl AttemptError {
+    /// The error of a failed dialing handshake.
+    #[cfg(feature = "e2ee")]
+    pub(crate) fn from_handshake(e: io::Error) -> AttemptError {
+        match uds_e2ee::E2eeError::from_io(&e) {
+            // The server closed our socket without delivering it.
+            Some(uds_e2ee::E2eeError::Truncated(uds_e2ee::FrameKind::Message2)) => {
+                AttemptError::NotDelivered
+            }
+            Some(err) => AttemptError::Handshake(err.clone()),
+            // Closed with our message 1 unread: never delivered either.
+            None if matches!(
+                e.kind(),
+                io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
+            ) =>
+            {
+                AttemptError::NotDelivered
+            }
+            None => AttemptError::Io(Arc::new(e)),
+        }
+    }
 }
 
 /// Why a link to an introduction server ended or could not be set up

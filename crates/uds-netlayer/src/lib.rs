@@ -61,7 +61,7 @@ mod error;
 mod link;
 mod netlayer;
 
-pub use builder::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer};
+pub use builder::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer, Security};
 pub use connection::{Connection, ConnectionInfo, Direction};
 pub use error::{Attempt, AttemptError, LinkError, NetlayerError};
 pub use netlayer::{NetlayerStats, ServerState, UdsNetlayer};

@@ -17,8 +17,8 @@ use uds_handshake::io::{IntroReader, IntroWriter, Outgoing, UnitWriter};
 use uds_handshake::{ClientConfig, ClientHandshake, Identity};
 use uds_syrup::{Designator, NewConnection};
 
-use crate::builder::{IntroServer, ServerAddr, Settings};
-use crate::connection::{Connection, ConnectionInfo, Direction, into_tokio};
+use crate::builder::{IntroServer, Security, ServerAddr, Settings};
+use crate::connection::{Connection, ConnectionInfo, Direction, Inner, into_tokio};
 use crate::error::LinkError;
 use crate::netlayer::Stats;
 
@@ -35,6 +35,9 @@ pub(crate) struct Link {
     addr: ServerAddr,
     pin: Option<Designator>,
     pub(crate) state: Mutex<Option<Registered>>,
+    /// Failed attempts since the last registration (the first is logged as
+    /// a warning, the others quietly, and the recovery again as a warning).
+    failures: std::sync::atomic::AtomicU32,
 }
 
 /// A link that is registered: the server's name and the way to write to it.
@@ -45,6 +48,10 @@ pub(crate) struct Registered {
 }
 
 pub(crate) struct LinkCtx {
+    #[cfg(feature = "e2ee")]
+    pub(crate) local: Arc<uds_e2ee::LocalStatic>,
+    /// Permits for incoming handshakes (`max_handshakes`).
+    pub(crate) handshakes: Arc<tokio::sync::Semaphore>,
     pub(crate) identity: Arc<Identity>,
     pub(crate) settings: Settings,
     pub(crate) incoming: mpsc::Sender<Connection>,
@@ -66,6 +73,7 @@ impl Link {
             addr: server.addr,
             pin: server.pin,
             state: Mutex::new(None),
+            failures: std::sync::atomic::AtomicU32::new(0),
         })
     }
 }
@@ -99,7 +107,20 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
                 tracing::info!(server = %link.describe, "the introduction server went away; reconnecting");
                 delay = ctx.settings.backoff_min;
             }
-            Err(e) => tracing::warn!(server = %link.describe, "introduction server: {e}"),
+            Err(e) => {
+                let failures = link
+                    .failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if failures == 0 {
+                    tracing::warn!(
+                        server = %link.describe,
+                        "introduction server: {e}; retrying in the background (quietly: \
+                         RUST_LOG=uds_netlayer=debug shows each attempt)"
+                    );
+                } else {
+                    tracing::debug!(server = %link.describe, attempt = failures + 1, "introduction server: {e}");
+                }
+            }
         }
         if matches!(link.addr, ServerAddr::Fd(_)) {
             tracing::warn!(server = %link.describe, "the inherited intro socket is gone and cannot be reopened");
@@ -212,7 +233,12 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
         IntroWriter::spawn(stream.clone(), WRITER_QUEUE, ctx.settings.send_timeout);
     let mut writer_task = AbortOnDrop(writer_task);
     *lock(&link.state) = Some(Registered { server, writer });
-    tracing::info!(server = %server, via = %link.describe, "registered");
+    let failed = link.failures.swap(0, std::sync::atomic::Ordering::Relaxed);
+    if failed > 0 {
+        tracing::warn!(server = %server, via = %link.describe, "registered, after {failed} failed attempts");
+    } else {
+        tracing::info!(server = %server, via = %link.describe, "registered");
+    }
     ctx.bump();
     let ours = ctx.identity.designator();
     loop {
@@ -240,20 +266,7 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
                     tracing::debug!(server = %server, extra_fds, "closed extra fds sent with an intro (using the first)");
                 }
                 match incoming(record, fd, server, server_creds, ours) {
-                    Ok(conn) => match ctx.incoming.try_send(conn) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(conn)) => {
-                            let dropped = ctx.stats.incoming_dropped();
-                            tracing::warn!(
-                                server = %server,
-                                peer = %conn.peer().designator(),
-                                dropped,
-                                "closed an incoming connection: accept() is not keeping up \
-                                 (incoming_capacity is full)"
-                            );
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
-                    },
+                    Ok(pending) => admit(pending, ctx),
                     Err(why) => {
                         ctx.stats.incoming_refused();
                         tracing::warn!(server = %server, "refused an incoming connection: {why}")
@@ -264,6 +277,138 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
     }
 }
 
+/// An incoming connection whose first bytes have not been looked at.
+pub(crate) struct Pending {
+    stream: tokio::net::UnixStream,
+    info: ConnectionInfo,
+}
+
+/// Starts the handshake of an incoming connection in a task of its own
+/// (bounded in number and in time); once it is done the connection waits
+/// for `accept()`, or is closed if too many already wait.
+fn admit(pending: Pending, ctx: &LinkCtx) {
+    let Ok(permit) = ctx.handshakes.clone().try_acquire_owned() else {
+        let n = ctx.stats.handshakes_dropped();
+        if loud(n) {
+            tracing::warn!(
+                peer = %pending.info.peer.designator(),
+                dropped = n,
+                "closed an incoming connection: too many handshakes in progress (max_handshakes)"
+            );
+        } else {
+            tracing::debug!(peer = %pending.info.peer.designator(), dropped = n, "closed an incoming connection: too many handshakes");
+        }
+        return;
+    };
+    let settings = ctx.settings.clone();
+    let incoming = ctx.incoming.clone();
+    let stats = ctx.stats.clone();
+    #[cfg(feature = "e2ee")]
+    let local = ctx.local.clone();
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(async move {
+        let peer = pending.info.peer.designator().to_owned();
+        let timeout = settings.handshake_timeout;
+        let handshake = async {
+            let first = crate::netlayer::peek_first_byte(&pending.stream).await?;
+            match first {
+                None => Err(Refusal::Closed),
+                #[cfg(feature = "e2ee")]
+                Some(b) if uds_e2ee::is_e2ee_first_byte(b) => {
+                    let from = pending
+                        .info
+                        .peer
+                        .designator_key()
+                        .map_err(|e| Refusal::Other(e.to_string()))?;
+                    let stream = uds_e2ee::accept(pending.stream, local, from)
+                        .await
+                        .map_err(Refusal::Handshake)?;
+                    let mut info = pending.info;
+                    info.encrypted = true;
+                    info.identity_proven = true;
+                    info.handshake_hash = Some(stream.info().handshake_hash);
+                    Ok(Connection::new(Inner::Encrypted(Box::new(stream)), info))
+                }
+                #[cfg(not(feature = "e2ee"))]
+                Some(0) => Err(Refusal::E2eeUnsupported),
+                Some(_) => match settings.security {
+                    Security::Plaintext => {
+                        Ok(Connection::new(Inner::Plain(pending.stream), pending.info))
+                    }
+                    #[allow(unreachable_patterns)]
+                    _ => Err(Refusal::Plaintext),
+                },
+            }
+        };
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = tokio::time::timeout(timeout, handshake) => r.unwrap_or(Err(Refusal::Timeout(timeout))),
+        };
+        drop(permit);
+        match outcome {
+            Ok(conn) => match incoming.try_send(conn) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(conn)) => {
+                    let dropped = stats.incoming_dropped();
+                    if loud(dropped) {
+                        tracing::warn!(
+                            peer = %conn.peer().designator(),
+                            dropped,
+                            "closed an incoming connection: accept() is not keeping up \
+                             (incoming_capacity is full)"
+                        );
+                    } else {
+                        tracing::debug!(peer = %conn.peer().designator(), dropped, "closed an incoming connection: accept() is not keeping up");
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            },
+            Err(Refusal::Closed) => {
+                tracing::debug!(peer, "an incoming connection closed before its first byte")
+            }
+            Err(why) => {
+                let failed = stats.handshake_failed();
+                if loud(failed) {
+                    tracing::warn!(peer, failed, "refused an incoming connection: {why}");
+                } else {
+                    tracing::debug!(peer, failed, "refused an incoming connection: {why}");
+                }
+            }
+        }
+    });
+}
+
+/// Whether the `n`th occurrence of a repeated event is logged as a
+/// warning: the 1st, 2nd, 4th, 8th... (the others at debug level), so that
+/// a flood cannot flood the log. The count is in each line.
+fn loud(n: u64) -> bool {
+    n.is_power_of_two()
+}
+
+/// Why an incoming connection was not accepted.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    #[error("the dialer closed it")]
+    Closed,
+    #[error("nothing or no complete handshake within {0:?}")]
+    Timeout(std::time::Duration),
+    #[error(
+        "it is plaintext, and this netlayer accepts only end-to-end encrypted connections (no downgrade; plaintext mode accepts both)"
+    )]
+    Plaintext,
+    #[cfg(not(feature = "e2ee"))]
+    #[error("it is end-to-end encrypted, and this netlayer was built without the e2ee feature")]
+    E2eeUnsupported,
+    #[cfg(feature = "e2ee")]
+    #[error("its e2ee handshake failed: {0}")]
+    Handshake(std::io::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[cfg(feature = "e2ee")]
+    #[error("{0}")]
+    Other(String),
+}
+
 /// Checks an intro delivered to us and makes it a connection.
 fn incoming(
     record: NewConnection,
@@ -271,7 +416,7 @@ fn incoming(
     server: Designator,
     server_creds: Credentials,
     ours: Designator,
-) -> Result<Connection, String> {
+) -> Result<Pending, String> {
     match record.to.designator_key() {
         Ok(to) if to == ours => {}
         _ => {
@@ -292,18 +437,22 @@ fn incoming(
         tracing::warn!(
             server = %server,
             from = %record.from.designator(),
-            "the server passed a socket it created itself: it can read and change this connection"
+            "the server passed a socket it created itself (a relay): unless the connection is \
+             end-to-end encrypted, it can read and change it"
         );
     }
     let stream = into_tokio(fd).map_err(|e| format!("socket: {e}"))?;
-    Ok(Connection::new(
+    Ok(Pending {
         stream,
-        ConnectionInfo {
+        info: ConnectionInfo {
             peer: record.from,
             direction: Direction::Incoming,
             via: server,
             creator,
             relayed,
+            encrypted: false,
+            identity_proven: false,
+            handshake_hash: None,
         },
-    ))
+    })
 }

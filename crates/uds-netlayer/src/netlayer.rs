@@ -13,8 +13,10 @@ use uds_handshake::Identity;
 use uds_handshake::io::Outgoing;
 use uds_syrup::{Designator, Locator, NewConnection};
 
+#[cfg(feature = "e2ee")]
+use crate::builder::Security;
 use crate::builder::{Builder, Settings};
-use crate::connection::{Connection, ConnectionInfo, Direction, into_tokio};
+use crate::connection::{Connection, ConnectionInfo, Direction, Inner as Stream, into_tokio};
 use crate::error::{Attempt, AttemptError, NetlayerError};
 use crate::link::{Link, Registered, lock};
 
@@ -23,6 +25,8 @@ use crate::link::{Link, Registered, lock};
 pub(crate) struct Stats {
     incoming_dropped: AtomicU64,
     incoming_refused: AtomicU64,
+    handshakes_failed: AtomicU64,
+    handshakes_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -36,6 +40,18 @@ impl Stats {
     pub(crate) fn incoming_refused(&self) {
         self.incoming_refused.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Counts one incoming connection whose handshake failed; returns the
+    /// total.
+    pub(crate) fn handshake_failed(&self) -> u64 {
+        self.handshakes_failed.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts one incoming connection closed because too many handshakes
+    /// were in progress; returns the total.
+    pub(crate) fn handshakes_dropped(&self) -> u64 {
+        self.handshakes_dropped.fetch_add(1, Ordering::Relaxed) + 1
+    }
 }
 
 /// A snapshot of the netlayer's counters.
@@ -48,9 +64,18 @@ pub struct NetlayerStats {
     /// Intros refused because they were not for us or did not carry a
     /// usable socket.
     pub incoming_refused: u64,
+    /// Incoming connections refused by their handshake: a failed e2ee
+    /// handshake (wrong identity, bad signature, tampering), a plaintext
+    /// connection to an encrypted netlayer, or no handshake in time.
+    pub handshakes_failed: u64,
+    /// Incoming connections closed because `max_handshakes` were in
+    /// progress.
+    pub handshakes_dropped: u64,
 }
 
 pub(crate) struct Inner {
+    #[cfg(feature = "e2ee")]
+    pub(crate) local: Arc<uds_e2ee::LocalStatic>,
     pub(crate) identity: Arc<Identity>,
     pub(crate) settings: Settings,
     pub(crate) links: Vec<Arc<Link>>,
@@ -158,6 +183,8 @@ impl UdsNetlayer {
         NetlayerStats {
             incoming_dropped: s.incoming_dropped.load(Ordering::Relaxed),
             incoming_refused: s.incoming_refused.load(Ordering::Relaxed),
+            handshakes_failed: s.handshakes_failed.load(Ordering::Relaxed),
+            handshakes_dropped: s.handshakes_dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -186,13 +213,16 @@ impl UdsNetlayer {
     /// Connects to `peer` and waits until it answers.
     ///
     /// Picks a server we are registered with that is in the peer's hints
-    /// (any of ours if the locator has no hints), passes it one end of a new
-    /// socketpair, and waits up to the answer timeout for the peer's first
-    /// byte (the byte stays unread). OCapN peers both speak first
-    /// (`op:start-session`), so an answer comes at once; if the server
-    /// closes the socket instead (it could not deliver it), the next shared
-    /// server is tried. For protocols where only the dialer speaks first,
-    /// use [`UdsNetlayer::dial`].
+    /// (any of ours if the locator has no hints) and passes it one end of a
+    /// new socketpair. In encrypted mode (the default) it then runs the e2ee
+    /// handshake and returns once the peer has proven its designator; in
+    /// plaintext mode it waits for the peer's first byte (left unread):
+    /// OCapN peers both speak first (`op:start-session`), so an answer comes
+    /// at once. Both wait up to the answer timeout. If the server closes the
+    /// socket instead (it could not deliver it), or the handshake through it
+    /// fails (a lying server), the next shared server is tried, and the
+    /// error lists every attempt. For plaintext protocols where only the
+    /// dialer speaks first, use [`UdsNetlayer::dial`].
     ///
     /// # Cancel safety
     ///
@@ -206,7 +236,9 @@ impl UdsNetlayer {
 
     /// Connects to `peer` without waiting for an answer: returns once a
     /// server has taken the socket. If that server cannot deliver it, the
-    /// connection reads end of stream after the server's park timeout.
+    /// connection reads end of stream after the server's park timeout. In
+    /// encrypted mode there is no connection before the handshake, so this
+    /// is [`UdsNetlayer::connect`].
     ///
     /// # Cancel safety
     ///
@@ -302,40 +334,59 @@ impl UdsNetlayer {
             .await
             .map_err(AttemptError::Link)?;
         let stream = into_tokio(ours).map_err(|e| AttemptError::Socket(Arc::new(e)))?;
-        if wait_answer {
-            let timeout = self.inner.settings.answer_timeout;
-            tokio::time::timeout(timeout, wait_for_answer(&stream))
-                .await
-                .map_err(|_| AttemptError::NoAnswer(timeout))??;
-        }
         let creator = Credentials {
             pid: std::process::id() as i32,
             uid: nix::unistd::geteuid().as_raw(),
             gid: nix::unistd::getegid().as_raw(),
         };
-        Ok(Connection::new(
-            stream,
-            ConnectionInfo {
-                peer: peer.clone(),
-                direction: Direction::Outgoing,
-                via: reg.server,
-                creator,
-                relayed: false,
-            },
-        ))
+        #[cfg_attr(not(feature = "e2ee"), allow(unused_mut))]
+        let mut info = ConnectionInfo {
+            peer: peer.clone(),
+            direction: Direction::Outgoing,
+            via: reg.server,
+            creator,
+            relayed: false,
+            encrypted: false,
+            identity_proven: false,
+            handshake_hash: None,
+        };
+        let timeout = self.inner.settings.answer_timeout;
+        #[cfg(feature = "e2ee")]
+        if self.inner.settings.security == Security::Encrypted {
+            let to = peer.designator_key().map_err(|e| {
+                AttemptError::Io(Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    e,
+                )))
+            })?;
+            let stream = tokio::time::timeout(
+                timeout,
+                uds_e2ee::connect(stream, self.inner.local.clone(), to),
+            )
+            .await
+            .map_err(|_| AttemptError::NoAnswer(timeout))?
+            .map_err(AttemptError::from_handshake)?;
+            info.encrypted = true;
+            info.identity_proven = true;
+            info.handshake_hash = Some(stream.info().handshake_hash);
+            return Ok(Connection::new(Stream::Encrypted(Box::new(stream)), info));
+        }
+        if wait_answer {
+            tokio::time::timeout(timeout, wait_for_answer(&stream))
+                .await
+                .map_err(|_| AttemptError::NoAnswer(timeout))??;
+        }
+        Ok(Connection::new(Stream::Plain(stream), info))
     }
 }
 
-/// Waits until the peer has sent a byte (left unread) or closed.
-async fn wait_for_answer(stream: &UnixStream) -> Result<(), AttemptError> {
+/// The first byte the peer sent (left unread), or `None` if it closed.
+pub(crate) async fn peek_first_byte(stream: &UnixStream) -> std::io::Result<Option<u8>> {
     use std::os::fd::AsRawFd;
     loop {
-        stream
-            .readable()
-            .await
-            .map_err(|e| AttemptError::Io(Arc::new(e)))?;
+        stream.readable().await?;
+        let mut byte = [0u8; 1];
         let peeked = stream.try_io(Interest::READABLE, || {
-            let mut byte = [0u8; 1];
             nix::sys::socket::recv(
                 stream.as_raw_fd(),
                 &mut byte,
@@ -344,10 +395,19 @@ async fn wait_for_answer(stream: &UnixStream) -> Result<(), AttemptError> {
             .map_err(std::io::Error::from)
         });
         match peeked {
-            Ok(0) => return Err(AttemptError::NotDelivered),
-            Ok(_) => return Ok(()),
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(byte[0])),
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(AttemptError::Io(Arc::new(e))),
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// Waits until the peer has sent a byte (left unread) or closed.
+async fn wait_for_answer(stream: &UnixStream) -> Result<(), AttemptError> {
+    match peek_first_byte(stream).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(AttemptError::NotDelivered),
+        Err(e) => Err(AttemptError::Io(Arc::new(e))),
     }
 }

@@ -170,12 +170,16 @@ fn errors_are_clear() {
         "ocapn://25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena.unix-domain-socket?{}=1",
         d.id
     );
-    let out = connect(&d.socket, &nobody, b"anyone?\n", &[]);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("closed before the peer sent anything"),
-        "{err}"
-    );
+    for mode in [&[][..], &["--plaintext"][..]] {
+        let out = connect(&d.socket, &nobody, b"anyone?\n", mode);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{mode:?}: {err}");
+        assert!(
+            err.contains("before the peer answered")
+                || err.contains("closed before the peer sent anything"),
+            "{mode:?}: {err}"
+        );
+    }
     // No introduction server.
     let out = connect(
         &dir.path().join("missing.sock"),
@@ -197,6 +201,8 @@ fn errors_are_clear() {
         "--pin",
         "--key",
         "--wire",
+        "--plaintext",
+        "--timeout",
         "--register-timeout",
         "listen",
         "connect",

@@ -18,7 +18,10 @@ use uds_handshake::channel::{ChannelEvent, IntroChannel};
 use uds_handshake::{ClientConfig, ClientHandshake, Identity};
 use uds_syrup::{Designator, Limits, Locator, NewConnection, SCM_RIGHTS_BODY, Value, WireProfile};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_uds-introd");
+pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("UDS_INTROD_BIN_UNDER_TEST")
+        .unwrap_or(env!("CARGO_BIN_EXE_uds-introd").to_owned())
+});
 
 /// How long a test waits for something that should happen (never a timing
 /// assertion: only a bound on a hang).
@@ -34,6 +37,34 @@ pub struct Daemon {
     stderr: Arc<std::sync::Mutex<String>>,
 }
 
+/// Runs `cmd` to completion, or kills it after PATIENCE (a daemon that
+/// should have refused to start but is serving): never hangs a test.
+pub fn run_to_exit(mut cmd: Command) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(PATIENCE) {
+        Ok(out) => out.expect("wait for the command"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "still running after {PATIENCE:?} (expected it to exit): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 /// A private directory for a test (0700).
 pub fn private_dir() -> tempfile::TempDir {
     tempfile::Builder::new()
@@ -47,7 +78,7 @@ impl Daemon {
     pub fn start(dir: &Path, extra: &[&str]) -> Daemon {
         let socket = dir.join("intro.sock");
         let key = dir.join("server.key");
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&*BIN);
         cmd.arg("--socket")
             .arg(&socket)
             .arg("--key")

@@ -5,6 +5,9 @@
 //! uds-peer --intro PATH listen [--echo]   # prints: uds-peer ready locator=<URI>
 //! uds-peer --intro PATH connect <URI>      # stdin/stdout <-> the peer
 //! ```
+//!
+//! Connections are end-to-end encrypted by default; `--plaintext` speaks
+//! to draft and Goblins peers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +25,17 @@ A command-line peer of the OCapN Unix-domain-socket netlayer.
 It registers with one or more introduction servers (uds-introd), then either
 listens for connections or connects to a peer given by its ocapn:// locator,
 bridging the connection to standard input and output.
+
+Connections are end-to-end encrypted (Noise XX keyed to both peers'
+identities) unless --plaintext is given: a lying introduction server can then
+drop connections, not read, change or impersonate them. Encrypted peers
+refuse plaintext connections. Goblins and draft-only peers speak plaintext:
+use --plaintext for them (a plaintext peer accepts both).
+
+`connect` exits 0 once the connection has ended normally, and non-zero with
+a message when the peer could not be reached, could not prove its identity
+(encrypted mode), or did not answer within --timeout (plaintext mode, where
+an answer is the only sign that the peer was reached).
 
 Introduction servers are given with --intro: a socket path, or @NAME for an
 abstract socket. Without --intro, the socket inherited in OCAPN_UDS_INTRO_FD
@@ -51,6 +65,15 @@ struct Cli {
     /// The message shapes to send to introduction servers.
     #[arg(long, value_name = "PROFILE", default_value = "draft", value_parser = parse_wire, global = true)]
     wire: WireProfile,
+    /// Plaintext connections (as the draft and Goblins peers use): dial
+    /// without encryption, accept both. Default: end-to-end encrypted.
+    #[arg(long, global = true)]
+    plaintext: bool,
+    /// How long `connect` waits for the peer, in seconds: for its handshake
+    /// (encrypted) or its first byte (plaintext); 0 waits forever in
+    /// plaintext mode.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
+    timeout: f64,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,6 +131,17 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
+    // Every argument is checked before any I/O.
+    let target: Option<Locator> = match &cli.command {
+        Command::Connect { uri } => {
+            let peer: Locator = uri.parse().map_err(|e| format!("{uri}: {e}"))?;
+            peer.designator_key().map_err(|e| format!("{uri}: {e}"))?;
+            Some(peer)
+        }
+        Command::Listen { .. } => None,
+    };
+    let wait = duration_arg("--register-timeout", cli.register_timeout)?;
+    let timeout = duration_arg("--timeout", cli.timeout)?;
     let identity = match &cli.key {
         Some(path) => Identity::load_or_generate(path)?.0,
         None => Identity::generate(),
@@ -115,6 +149,12 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     let mut builder = UdsNetlayer::builder()
         .identity(Arc::new(identity))
         .wire(cli.wire);
+    if cli.plaintext {
+        builder = builder.plaintext();
+    }
+    if !timeout.is_zero() {
+        builder = builder.answer_timeout(timeout);
+    }
     let pin = |s: IntroServer| match cli.pin {
         Some(d) => s.pinned(d),
         None => s,
@@ -142,8 +182,6 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         builder = builder.intro(pin(server));
     }
     let net = builder.build()?;
-    let wait = std::time::Duration::try_from_secs_f64(cli.register_timeout)
-        .map_err(|e| format!("--register-timeout: {e}"))?;
     tokio::time::timeout(wait, net.registered())
         .await
         .map_err(|_| {
@@ -156,13 +194,18 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                     .join(", ")
             )
         })?;
-    match cli.command {
-        Command::Listen { echo } => {
+    match (cli.command, target) {
+        (Command::Listen { echo }, _) => {
             println!("uds-peer ready locator={}", net.location());
             if echo {
                 loop {
                     let conn = net.accept().await?;
-                    tracing::info!(peer = %conn.peer(), relayed = conn.info().relayed, "echoing a connection");
+                    tracing::info!(
+                        peer = %conn.peer(),
+                        encrypted = conn.is_encrypted(),
+                        relayed = conn.info().relayed,
+                        "echoing a connection"
+                    );
                     tokio::spawn(async move {
                         let (mut r, mut w) = tokio::io::split(conn);
                         let _ = tokio::io::copy(&mut r, &mut w).await;
@@ -171,32 +214,56 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
                 }
             } else {
                 let conn = net.accept().await?;
-                eprintln!(
-                    "uds-peer: connection from {}{}",
-                    conn.peer(),
-                    if conn.info().relayed {
-                        " (WARNING: relayed by the introduction server)"
-                    } else {
-                        ""
-                    }
-                );
-                bridge(conn).await
+                eprintln!("uds-peer: connection from {}", describe(&conn));
+                bridge(conn, None).await
             }
         }
-        Command::Connect { uri } => {
-            let peer: Locator = uri.parse()?;
-            let conn = net.dial(&peer).await?;
-            bridge(conn).await
+        (Command::Connect { .. }, Some(peer)) => {
+            if cli.plaintext {
+                // Only an answer shows that a plaintext peer was reached.
+                let conn = net.dial(&peer).await?;
+                bridge(conn, (!timeout.is_zero()).then_some(timeout)).await
+            } else {
+                let conn = net.connect(&peer).await?;
+                bridge(conn, None).await
+            }
         }
+        (Command::Connect { .. }, None) => Err("no locator to connect to".into()),
     }
+}
+
+fn duration_arg(name: &str, secs: f64) -> Result<std::time::Duration, BoxError> {
+    std::time::Duration::try_from_secs_f64(secs).map_err(|e| format!("{name} {secs}: {e}").into())
+}
+
+/// How a connection came, for the listener's message.
+fn describe(conn: &Connection) -> String {
+    let info = conn.info();
+    let mut s = info.peer.to_string();
+    if info.encrypted {
+        s.push_str(" (end-to-end encrypted, identity proven)");
+    } else {
+        s.push_str(" (plaintext: only the introduction server vouches for it)");
+    }
+    if info.relayed {
+        s.push_str(" (WARNING: relayed by the introduction server)");
+    }
+    s
 }
 
 /// Copies stdin to the connection and the connection to stdout. Ends when
 /// both directions are done: the peer has closed its side and stdin has
-/// ended (or the peer no longer accepts writes). Says so if the connection
-/// closed before the peer sent anything (the usual sign that it could not
-/// be reached).
-async fn bridge(conn: Connection) -> Result<ExitCode, BoxError> {
+/// ended (or the peer no longer accepts writes).
+///
+/// With `answer_within` (plaintext connect), the peer must send something
+/// (or close after sending something) within that time: in plaintext mode
+/// that is the only sign it was reached. A connection that ends before the
+/// peer sent anything is then an error.
+async fn bridge(
+    conn: Connection,
+    answer_within: Option<std::time::Duration>,
+) -> Result<ExitCode, BoxError> {
+    let encrypted = conn.is_encrypted();
     let (mut r, mut w) = tokio::io::split(conn);
     let to_peer = tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
@@ -207,13 +274,34 @@ async fn bridge(conn: Connection) -> Result<ExitCode, BoxError> {
     let mut stdout = tokio::io::stdout();
     let mut buf = vec![0u8; 64 << 10];
     let mut received = 0usize;
-    const UNREACHED: &str = "the connection closed before the peer sent anything; if the \
-        peer was never reached, is it registered with a shared introduction server?";
+    const UNREACHED: &str = "the connection closed before the peer sent anything: it was \
+        probably never reached (is it registered with a shared introduction server?)";
     loop {
-        let n = match r.read(&mut buf).await {
+        let read = r.read(&mut buf);
+        let n = match (answer_within, received) {
+            (Some(t), 0) => match tokio::time::timeout(t, read).await {
+                Ok(r) => r,
+                Err(_) => {
+                    to_peer.abort();
+                    return Err(format!(
+                        "the peer did not answer within {t:?}: in plaintext mode that means it \
+                         was probably never reached (use --timeout to wait longer)"
+                    )
+                    .into());
+                }
+            },
+            _ => read.await,
+        };
+        let n = match n {
             Ok(n) => n,
-            Err(e) if received == 0 => return Err(format!("{e}: {UNREACHED}").into()),
-            Err(e) => return Err(e.into()),
+            Err(e) if received == 0 && !encrypted => {
+                to_peer.abort();
+                return Err(format!("{e}: {UNREACHED}").into());
+            }
+            Err(e) => {
+                to_peer.abort();
+                return Err(e.into());
+            }
         };
         if n == 0 {
             break;
@@ -222,13 +310,15 @@ async fn bridge(conn: Connection) -> Result<ExitCode, BoxError> {
         stdout.write_all(&buf[..n]).await?;
         stdout.flush().await?;
     }
-    if received == 0 {
-        eprintln!("uds-peer: {UNREACHED}");
+    if received == 0 && answer_within.is_some() {
+        to_peer.abort();
+        return Err(UNREACHED.into());
     }
     // The peer is done sending; finish sending it our input.
     match to_peer.await {
         Ok(Err(e)) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             eprintln!("uds-peer: sending to the peer failed: {e}");
+            return Ok(ExitCode::FAILURE);
         }
         _ => {}
     }

@@ -73,7 +73,11 @@ impl Daemon {
         let mut child = cmd
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("UDS_TEST_DAEMON_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start uds-introd");
         let mut line = String::new();
