@@ -65,12 +65,17 @@ fn own_fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+/// The tests of this file run one at a time, so that counting this
+/// process's fds is not disturbed by another test's child processes.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn socket_activation_starts_the_units_command_and_introduces_two_peers() {
     let Some(activate) = find_program("systemd-socket-activate") else {
         println!("skipped: systemd-socket-activate is not installed");
         return;
     };
+    let _serial = SERIAL.lock().await;
     let fds_before = own_fd_count();
     let dir = private_dir();
     // The socket unit's %t/ocapn/intro.sock, and the service's
@@ -93,17 +98,22 @@ async fn socket_activation_starts_the_units_command_and_introduces_two_peers() {
         .arg(format!("NOTIFY_SOCKET={}", notify_path.display()))
         .args(&args);
 
-    // The first client: connects as soon as the socket exists, which starts
-    // the daemon.
+    // The first client: connects as soon as the socket listens (it is
+    // bound a moment before), which starts the daemon.
     let first = {
         let socket = socket.clone();
         std::thread::spawn(move || {
             let start = Instant::now();
-            while !socket.exists() {
-                assert!(start.elapsed() < PATIENCE, "the socket never appeared");
+            loop {
+                match StdStream::connect(&socket) {
+                    Ok(s) => return s,
+                    Err(e) => assert!(
+                        start.elapsed() < PATIENCE,
+                        "the activated socket never listened: {e}"
+                    ),
+                }
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            StdStream::connect(&socket).unwrap()
         })
     };
     let mut d = Daemon::spawn(cmd, dir.path(), socket.clone());
@@ -162,6 +172,7 @@ async fn socket_activation_starts_the_units_command_and_introduces_two_peers() {
 
 #[test]
 fn units_match_the_command_line() {
+    let _serial = SERIAL.blocking_lock();
     // Every option in ExecStart exists.
     let out = Command::new(BIN).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
@@ -252,6 +263,7 @@ fn units_pass_systemd_analyze() {
         println!("skipped: systemd-analyze is not installed");
         return;
     }
+    let _serial = SERIAL.blocking_lock();
     let dir = private_dir();
     let (socket, service) = units_in(dir.path());
     // Unknown keys and bad values are only warnings for systemd: fail on
