@@ -460,3 +460,23 @@ fn open_dirs(dirs: &[PathBuf]) -> Result<Vec<PathFd>, SandboxError> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_go_on_parent_directories_once_each() {
+        let p = Policy::new()
+            .allow_remove("/run/x/intro.sock")
+            .allow_remove("/run/x/intro.sock.admin")
+            .allow_remove("bare.sock")
+            .allow_connect("/srv/a.sock")
+            .allow_connect("/srv/b.sock");
+        assert_eq!(p.remove, [PathBuf::from("/run/x"), PathBuf::from(".")]);
+        assert_eq!(p.connect, [PathBuf::from("/srv")]);
+        let d = Policy::default();
+        assert!(d.scope_abstract_unix && d.scope_signals && d.deny_network);
+        assert!(d.remove.is_empty() && d.connect.is_empty());
+    }
+}

@@ -210,7 +210,7 @@ fn main() {
         }
     }
     println!(
-        "\ntest result: {}. {passed} passed; {} failed; {skipped} skipped (kernel lacks Landlock features)\n",
+        "\ntest result: {}. {passed} passed; {} failed; {skipped} skipped\n",
         if failed.is_empty() { "ok" } else { "FAILED" },
         failed.len()
     );
