@@ -141,7 +141,8 @@ fn start_daemon(bin: &Path, dir: &Path) -> Result<(Daemon, String), String> {
     let line = proc.expect("its ready line", |l| l.starts_with("uds-introd ready"))?;
     let id = line
         .rsplit_once(" id=")
-        .map(|(_, id)| id.to_owned())
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(str::to_owned)
         .ok_or("malformed ready line")?;
     Ok((Daemon { proc }, id))
 }

@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for profile in [WireProfile::Draft, WireProfile::Goblins] {
         println!("== {profile} profile");
         let config = ClientConfig {
-            profile,
+            profile: Some(profile),
             pinned_server: Some(server_id.designator()),
         };
         let mut client = ClientHandshake::new(peer_id.clone(), config);

@@ -13,8 +13,11 @@ use crate::{HandshakeError, Identity};
 /// How a client registers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientConfig {
-    /// The shape of the `uds:signature` we send.
-    pub profile: WireProfile,
+    /// The shape of the `uds:signature` we send: `None` (the default)
+    /// answers in the shape the server used for its `uds:server-response`
+    /// (Goblins requires its own shape, a draft-only server the draft's);
+    /// `Some` forces one.
+    pub profile: Option<WireProfile>,
     /// If set, only a server with this key is accepted.
     pub pinned_server: Option<Designator>,
 }
@@ -29,6 +32,10 @@ pub struct ClientRegistered {
     pub server_key: PublicKey,
     /// The server's name, for the hints of our locator.
     pub server: Designator,
+    /// The shape the server's `uds:server-response` had.
+    pub server_profile: WireProfile,
+    /// The shape of the `uds:signature` we answered with.
+    pub profile: WireProfile,
 }
 
 /// The client side of registration, without I/O: send
@@ -148,15 +155,24 @@ impl ClientHandshake {
             return Err(HandshakeError::BadServerSignature(server));
         }
         let signature = self.identity.sign_challenge(&response.server_challenge)?;
+        // The draft's response echoes our challenge; Goblins' does not.
+        let server_profile = if response.echoed_challenge.is_some() {
+            WireProfile::Draft
+        } else {
+            WireProfile::Goblins
+        };
+        let profile = self.config.profile.unwrap_or(server_profile);
         Ok(ClientRegistered {
             signature_message: UdsSignature {
                 payload: response.server_challenge,
                 signature,
             }
-            .to_value(self.config.profile)
+            .to_value(profile)
             .encode(),
             server_key: response.public_key,
             server,
+            server_profile,
+            profile,
         })
     }
 }

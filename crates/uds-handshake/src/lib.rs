@@ -23,8 +23,10 @@
 //! * challenges are 16 to 1024 bytes, and **a challenge that is a complete
 //!   Syrup value is never signed** ([`check_challenge`]): CapTP signs Syrup
 //!   records, so this keeps the intro protocol from being a signing oracle;
-//! * both wire shapes (the draft's and Goblins') are accepted from peers; the
-//!   shape we emit follows a [`WireProfile`](uds_syrup::WireProfile).
+//! * both wire shapes (the draft's and Goblins') are accepted from peers; a
+//!   server emits the shape of its [`WireProfile`](uds_syrup::WireProfile),
+//!   and a client answers in the shape the server used unless told
+//!   otherwise ([`ClientConfig::profile`]).
 //!
 //! # Example
 //!
@@ -35,7 +37,7 @@
 //!
 //! let server_id = Arc::new(Identity::generate());
 //! let peer_id = Arc::new(Identity::generate());
-//! let config = ClientConfig { profile: WireProfile::Goblins, pinned_server: Some(server_id.designator()) };
+//! let config = ClientConfig { profile: Some(WireProfile::Goblins), pinned_server: Some(server_id.designator()) };
 //! let mut client = ClientHandshake::new(peer_id.clone(), config);
 //! let mut server = ServerHandshake::new(server_id, WireProfile::Draft);
 //!

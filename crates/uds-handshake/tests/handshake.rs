@@ -56,7 +56,7 @@ fn fixture() -> Fixture {
 impl Fixture {
     fn client(&self, profile: WireProfile) -> ClientHandshake {
         let config = ClientConfig {
-            profile,
+            profile: Some(profile),
             pinned_server: None,
         };
         ClientHandshake::with_challenge(self.peer.clone(), config, self.client_challenge.clone())
@@ -128,6 +128,32 @@ fn both_sides_produce_the_vector_bytes_in_both_profiles() {
     }
 }
 
+/// With no profile forced, the client answers in the shape the server
+/// used: Goblins' server requires its own shape, a draft-only server the
+/// draft's.
+#[test]
+fn the_client_answers_in_the_servers_shape_by_default() {
+    let f = fixture();
+    for server_profile in [WireProfile::Draft, WireProfile::Goblins] {
+        let mut client = ClientHandshake::new(f.peer.clone(), ClientConfig::default());
+        let mut server = ServerHandshake::new(f.server.clone(), server_profile);
+        let response = sent(server.receive(&v(&client.register_message())).unwrap());
+        let done = client.receive(&v(&response)).unwrap();
+        assert_eq!(done.server_profile, server_profile);
+        assert_eq!(done.profile, server_profile);
+        let sig = v(&done.signature_message);
+        let field = sig.as_record_labeled("uds:signature").unwrap().field(1).unwrap();
+        match server_profile {
+            WireProfile::Goblins => assert!(field.as_bytes().is_some(), "raw 64 bytes: {sig}"),
+            _ => assert!(field.as_bytes().is_none(), "a sig-val list: {sig}"),
+        }
+        assert!(matches!(
+            server.receive(&sig).unwrap(),
+            ServerStep::Registered(_)
+        ));
+    }
+}
+
 #[test]
 fn each_side_completes_against_the_other_in_all_four_combinations() {
     let f = fixture();
@@ -137,7 +163,7 @@ fn each_side_completes_against_the_other_in_all_four_combinations() {
             let mut client = ClientHandshake::new(
                 f.peer.clone(),
                 ClientConfig {
-                    profile: client_profile,
+                    profile: Some(client_profile),
                     pinned_server: Some(f.server.designator()),
                 },
             );
@@ -226,7 +252,7 @@ fn client_refusals() {
     let mut c = ClientHandshake::with_challenge(
         f.peer.clone(),
         ClientConfig {
-            profile: WireProfile::Draft,
+            profile: Some(WireProfile::Draft),
             pinned_server: Some(f.server.designator()),
         },
         f.client_challenge.clone(),

@@ -25,7 +25,7 @@ The server only introduces; it never relays traffic, and connections it has
 introduced keep working if it exits.
 
 When ready, it prints one line on stdout:
-  uds-introd ready socket=<PATH or @NAME> id=<52-character designator>
+  uds-introd ready socket=<PATH or @NAME> id=<52-character designator> wire=<goblins|draft>
 and notifies systemd (READY=1) when NOTIFY_SOCKET is set. It shuts down
 cleanly on SIGTERM or SIGINT, removing its socket files. Logs go to stderr;
 set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
@@ -89,9 +89,11 @@ struct RunArgs {
     /// survive a restart.
     #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
-    /// The message shapes to emit: the draft specification's or Goblins'.
-    /// Clients may use either.
-    #[arg(long, value_name = "PROFILE", default_value = "draft", value_parser = parse_wire)]
+    /// The message shapes to emit: Goblins' (the default: every known
+    /// client accepts them — Goblins requires them, this project's netlayer
+    /// takes both) or the draft specification's (for clients that accept
+    /// only the draft's). Clients may send either.
+    #[arg(long, value_name = "PROFILE", default_value = "goblins", value_parser = parse_wire)]
     wire: WireProfile,
     /// The admin socket (SOCK_SEQPACKET, private to this user) for
     /// `uds-introd status` [default: the socket path + ".admin"].
@@ -401,8 +403,9 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "uds-introd ready socket={socket} id={}",
-                server.designator()
+                "uds-introd ready socket={socket} id={} wire={}",
+                server.designator(),
+                args.wire
             )?;
             out.flush()?;
             None

@@ -24,7 +24,7 @@ use uds_fdpass::{Credentials, FdStream};
 use uds_handshake::channel::{ChannelError, ChannelEvent};
 use uds_handshake::io::{IntroReader, Outgoing, ReadError, UnitWriter};
 use uds_handshake::{Identity, ServerHandshake, ServerStep};
-use uds_syrup::Designator;
+use uds_syrup::{Designator, WireProfile};
 
 use crate::config::Config;
 use crate::router::{Action, ClientId, Router, RouterStatus};
@@ -453,11 +453,26 @@ impl Session {
     async fn register(&mut self) -> Result<(), End> {
         let s = self.shared.clone();
         let mut hs = ServerHandshake::new(s.identity.clone(), s.config.wire);
+        let mut responded = false;
         loop {
             let event = tokio::select! {
                 biased;
                 _ = self.handle.notify.notified() => {
                     match self.closed_by_router() {
+                        Some(End::Closed(Reason::RegistrationTimeout, why)) if responded => {
+                            let (now, other) = match s.config.wire {
+                                WireProfile::Goblins => ("goblins", "draft"),
+                                _ => ("draft", "goblins"),
+                            };
+                            return Err(End::Closed(
+                                Reason::RegistrationTimeout,
+                                format!(
+                                    "{why}: it got our uds:server-response in {now} shape and \
+                                     never answered; a client that understands only the other \
+                                     shape does that (try --wire {other})"
+                                ),
+                            ));
+                        }
                         Some(end) => return Err(end),
                         None => continue,
                     }
@@ -490,6 +505,7 @@ impl Session {
                         _ = s.shutdown.cancelled() => return Err(End::Shutdown),
                         r = w.write(&self.stream) => r.map_err(send_end)?,
                     }
+                    responded = true;
                 }
                 Ok(ServerStep::Registered(reg)) => {
                     let mut core = lock(&s.core);

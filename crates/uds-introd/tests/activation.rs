@@ -122,7 +122,7 @@ async fn socket_activation_starts_the_units_command_and_introduces_two_peers() {
     // It is the daemon, in place of the activator.
     assert_eq!(
         std::fs::read_link(format!("/proc/{}/exe", d.pid())).unwrap(),
-        std::fs::canonicalize(BIN).unwrap()
+        std::fs::canonicalize(&*BIN).unwrap()
     );
     assert!(
         state.join("ocapn/introd.key").exists(),
@@ -184,7 +184,7 @@ async fn socket_activation_starts_the_units_command_and_introduces_two_peers() {
 fn units_match_the_command_line() {
     let _serial = SERIAL.blocking_lock();
     // Every option in ExecStart exists.
-    let out = Command::new(BIN).arg("--help").output().unwrap();
+    let out = Command::new(&*BIN).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
     let args = exec_start(Path::new("/state"));
     for arg in &args[1..] {
@@ -204,7 +204,7 @@ fn units_match_the_command_line() {
         "{}.admin",
         listen.replace("%t", &runtime.path().display().to_string())
     );
-    let out = Command::new(BIN)
+    let out = Command::new(&*BIN)
         .arg("status")
         .env("XDG_RUNTIME_DIR", runtime.path())
         .stderr(Stdio::piped())
@@ -228,7 +228,7 @@ fn units_match_the_command_line() {
 /// test (systemd checks that the program exists).
 fn units_in(dir: &Path) -> (PathBuf, PathBuf) {
     let service = std::fs::read_to_string(unit_file("ocapn-introd.service")).unwrap();
-    let service = service.replace("%h/.cargo/bin/uds-introd", BIN);
+    let service = service.replace("%h/.cargo/bin/uds-introd", &BIN);
     let s = dir.join("ocapn-introd.socket");
     let v = dir.join("ocapn-introd.service");
     std::fs::copy(unit_file("ocapn-introd.socket"), &s).unwrap();

@@ -33,6 +33,51 @@ async fn registration_in_both_profiles() {
     }
 }
 
+/// With no options the daemon emits Goblins' shapes, which every known
+/// client accepts: a strict Goblins-shaped client registers (it requires a
+/// bare sig-val in `uds:server-response`) and gets intros.
+#[tokio::test]
+async fn the_default_shape_is_goblins() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &[]);
+    let mut goblins = Client::connect(&d.socket).await;
+    let response = goblins.handshake(WireProfile::Goblins).await.unwrap();
+    let third = response
+        .as_record_labeled("uds:server-response")
+        .unwrap()
+        .field(2)
+        .unwrap()
+        .clone();
+    assert!(
+        third.as_record_labeled("uds:signature").is_none(),
+        "a bare sig-val, not a draft record: {third}"
+    );
+    let draft = Client::register(&d.socket, WireProfile::Draft).await;
+    d.wait_counter("registered", 2).await;
+    exchange(&draft, &mut goblins).await;
+}
+
+/// A client that gets the server-response and never answers (it does not
+/// understand the shape) is closed at the registration timeout with a hint
+/// naming the other `--wire`.
+#[tokio::test]
+async fn a_client_silent_after_the_response_gets_a_wire_hint_in_the_log() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &["--registration-timeout", "300ms"]);
+    let mut c = Client::connect(&d.socket).await;
+    let hs = uds_handshake::ClientHandshake::new(
+        c.identity.clone(),
+        uds_handshake::ClientConfig::default(),
+    );
+    c.send(&hs.register_message()).await;
+    assert!(matches!(
+        c.next().await,
+        Some(uds_handshake::channel::ChannelEvent::Message { .. })
+    ));
+    c.expect_closed().await;
+    d.wait_log("try --wire draft").await;
+}
+
 #[tokio::test]
 async fn an_intro_is_forwarded_and_bytes_flow_over_the_passed_socket() {
     let dir = private_dir();

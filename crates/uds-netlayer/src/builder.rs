@@ -126,7 +126,7 @@ pub(crate) struct Settings {
     pub(crate) security: Security,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_handshakes: usize,
-    pub(crate) profile: WireProfile,
+    pub(crate) profile: Option<WireProfile>,
     pub(crate) server_uids: Vec<u32>,
     pub(crate) answer_timeout: Duration,
     pub(crate) registration_timeout: Duration,
@@ -155,7 +155,7 @@ impl Builder {
                 security: Security::default(),
                 handshake_timeout: Duration::from_secs(10),
                 max_handshakes: 64,
-                profile: WireProfile::Draft,
+                profile: None,
                 server_uids: vec![uid, 0],
                 answer_timeout: Duration::from_secs(10),
                 registration_timeout: Duration::from_secs(10),
@@ -244,9 +244,12 @@ impl Builder {
         self
     }
 
-    /// The shape of the messages we send (default: the draft's).
-    pub fn wire(mut self, profile: WireProfile) -> Builder {
-        self.settings.profile = profile;
+    /// The shape of the messages we send to introduction servers. By
+    /// default (`None`) the netlayer answers each server in the shape that
+    /// server used (Goblins' servers require Goblins' shape, draft-only
+    /// servers the draft's); `Some` forces one shape for every server.
+    pub fn wire(mut self, profile: impl Into<Option<WireProfile>>) -> Builder {
+        self.settings.profile = profile.into();
         self
     }
 

@@ -222,10 +222,10 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
         };
         let done = hs.receive(&response)?;
         write_now(&stream, done.signature_message).await?;
-        Ok::<_, LinkError>(done.server)
+        Ok::<_, LinkError>((done.server, done.profile))
     };
     let timeout = ctx.settings.registration_timeout;
-    let server = tokio::time::timeout(timeout, registration)
+    let (server, shape) = tokio::time::timeout(timeout, registration)
         .await
         .map_err(|_| LinkError::RegistrationTimeout(timeout))??;
     let stream = Arc::new(stream);
@@ -233,6 +233,7 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
         IntroWriter::spawn(stream.clone(), WRITER_QUEUE, ctx.settings.send_timeout);
     let mut writer_task = AbortOnDrop(writer_task);
     *lock(&link.state) = Some(Registered { server, writer });
+    tracing::debug!(server = %server, shape = %shape, "answered the server in its shape");
     let failed = link.failures.swap(0, std::sync::atomic::Ordering::Relaxed);
     if failed > 0 {
         tracing::warn!(server = %server, via = %link.describe, "registered, after {failed} failed attempts");

@@ -4,6 +4,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
@@ -243,22 +244,23 @@ fn a_goblins_shaped_intro_server() {
     no_leak(|| async {
         let dir = private_dir();
         let s = TestServer::start(dir.path(), "goblins", Mode::Goblins);
-        let (a, b) = (
-            net_with(&[&s.socket], WireProfile::Goblins),
-            net_with(&[&s.socket], WireProfile::Goblins),
-        );
-        registered_with(&a, 1).await;
-        registered_with(&b, 1).await;
+        // With the default settings the netlayer answers in Goblins' shape.
+        let (a, b) = registered_pair(&[&s.socket], 1).await;
         let (_, accepted) = pair_up(&a, &b).await;
         assert_eq!(
             accepted.peer(),
             &a.location(),
             "hint values \"t\"/t are accepted"
         );
-        // A draft-shaped netlayer cannot register with Goblins (it refuses
-        // the sig-val list): it stays unregistered.
+        assert_eq!(s.observed.wrong_shape.load(Ordering::SeqCst), 0);
+        // Forced to the draft's shape, a netlayer cannot register with
+        // Goblins (it refuses the sig-val list): it stays unregistered.
         let c = net_with(&[&s.socket], WireProfile::Draft);
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let start = std::time::Instant::now();
+        while s.observed.wrong_shape.load(Ordering::SeqCst) == 0 {
+            assert!(start.elapsed() < PATIENCE, "the draft shape was never sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(c.registered_servers().is_empty());
     });
 }
@@ -268,8 +270,10 @@ fn a_draft_shaped_intro_server() {
     no_leak(|| async {
         let dir = private_dir();
         let s = TestServer::start(dir.path(), "draft", Mode::Draft);
+        // With the default settings the netlayer answers in the draft's shape.
         let (a, b) = registered_pair(&[&s.socket], 1).await;
         pair_up(&a, &b).await;
+        assert_eq!(s.observed.wrong_shape.load(Ordering::SeqCst), 0);
     });
 }
 

@@ -274,6 +274,11 @@ pub fn parse_ready(line: &str) -> Designator {
         .strip_prefix("uds-introd ready socket=")
         .unwrap_or_else(|| panic!("not a ready line: {line:?}"));
     let id = rest.rsplit_once(" id=").expect("id=").1;
+    let id = id.split_whitespace().next().expect("an id");
+    assert!(
+        line.ends_with(" wire=goblins") || line.ends_with(" wire=draft"),
+        "the ready line names the shape: {line:?}"
+    );
     id.parse().expect("designator")
 }
 
@@ -323,7 +328,7 @@ impl Client {
         let mut hs = ClientHandshake::new(
             self.identity.clone(),
             ClientConfig {
-                profile,
+                profile: Some(profile),
                 pinned_server: None,
             },
         );

@@ -62,9 +62,11 @@ struct Cli {
     /// up, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
     register_timeout: f64,
-    /// The message shapes to send to introduction servers.
-    #[arg(long, value_name = "PROFILE", default_value = "draft", value_parser = parse_wire, global = true)]
-    wire: WireProfile,
+    /// The message shapes to send to introduction servers: `auto` answers
+    /// each server in the shape it used (Goblins' or the draft's); `draft`
+    /// or `goblins` forces one.
+    #[arg(long, value_name = "PROFILE", default_value = "auto", value_parser = parse_wire, global = true)]
+    wire: WireChoice,
     /// Plaintext connections (as the draft and Goblins peers use): dial
     /// without encryption, accept both. Default: end-to-end encrypted.
     #[arg(long, global = true)]
@@ -96,8 +98,17 @@ enum Command {
     },
 }
 
-fn parse_wire(s: &str) -> Result<WireProfile, String> {
-    s.parse().map_err(|e: uds_syrup::WireError| e.to_string())
+/// `--wire`: `auto` (`None`) or a forced shape.
+#[derive(Clone, Copy, Debug)]
+struct WireChoice(Option<WireProfile>);
+
+fn parse_wire(s: &str) -> Result<WireChoice, String> {
+    if s == "auto" {
+        return Ok(WireChoice(None));
+    }
+    s.parse()
+        .map(|p| WireChoice(Some(p)))
+        .map_err(|e: uds_syrup::WireError| format!("{e}, or \"auto\""))
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -148,7 +159,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
     };
     let mut builder = UdsNetlayer::builder()
         .identity(Arc::new(identity))
-        .wire(cli.wire);
+        .wire(cli.wire.0);
     if cli.plaintext {
         builder = builder.plaintext();
     }

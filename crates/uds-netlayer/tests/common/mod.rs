@@ -89,6 +89,9 @@ impl Daemon {
             .rsplit_once(" id=")
             .unwrap_or_else(|| panic!("no ready line: {line:?}"))
             .1
+            .split_whitespace()
+            .next()
+            .unwrap()
             .parse()
             .unwrap();
         Daemon { child, socket, id }
@@ -206,6 +209,8 @@ pub enum Mode {
 /// What a [`Mode::Gated`] server saw.
 #[derive(Default)]
 pub struct Observed {
+    /// Registrations refused because the client used the other shape.
+    pub wrong_shape: std::sync::atomic::AtomicUsize,
     pub gate: tokio::sync::Notify,
     pub intros: std::sync::atomic::AtomicUsize,
     pub errors: Mutex<Vec<String>>,
@@ -329,7 +334,11 @@ async fn serve(
         if let Some(sig) = value.as_record_labeled("uds:signature") {
             let raw = sig.field(1).is_some_and(|f| f.as_bytes().is_some());
             if (mode == Mode::Goblins) != raw {
-                return; // the other shape: this implementation refuses it
+                // The other shape: this implementation refuses it.
+                observed
+                    .wrong_shape
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return;
             }
         }
         match hs.receive(&value) {
