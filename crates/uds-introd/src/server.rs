@@ -243,7 +243,8 @@ enum End {
 fn io_end(what: &str, e: std::io::Error) -> End {
     let truncated = e
         .get_ref()
-        .is_some_and(|inner| inner.is::<uds_fdpass::TruncatedError>());
+        .and_then(|inner| inner.downcast_ref::<uds_fdpass::RecvError>())
+        .is_some_and(|inner| matches!(inner, uds_fdpass::RecvError::Truncated { .. }));
     if truncated {
         End::Refused(Reason::Protocol, format!("{what}: {e}"))
     } else {
@@ -865,8 +866,8 @@ async fn read_some(
                 chan.push_fds(received.fds);
                 return Ok(true);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(io_end("read failed", e)),
+            Err(e) if e.is_would_block() => continue,
+            Err(e) => return Err(io_end("read failed", e.into())),
         }
     }
 }
