@@ -53,10 +53,12 @@ fn benches(c: &mut Criterion) {
     });
     g.bench_function("intro", |b| {
         let mut chan = IntroChannel::<u32>::new(Limits::intro_channel());
-        b.iter(|| match intro(&mut chan, black_box(&record), record.len()) {
-            ChannelEvent::Introduction { fd, .. } => fd,
-            other => panic!("{other:?}"),
-        })
+        b.iter(
+            || match intro(&mut chan, black_box(&record), record.len()) {
+                ChannelEvent::Introduction { fd, .. } => fd,
+                other => panic!("{other:?}"),
+            },
+        )
     });
     g.bench_function("bytewise", |b| {
         let mut chan = IntroChannel::<u32>::new(Limits::intro_channel());
