@@ -57,7 +57,7 @@ mod identity;
 mod keys;
 mod server;
 
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
 pub use client::{ClientConfig, ClientHandshake, ClientRegistered};
