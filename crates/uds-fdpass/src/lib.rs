@@ -15,7 +15,8 @@
 //! [`FdStream`] owns all of that: every receive is a `recvmsg` with
 //! `MSG_CMSG_CLOEXEC` and room for 253 fds, returning the bytes and the fds
 //! that came with them ([`Received`]); truncation closes what arrived and is
-//! an error; sends refuse what the kernel would drop.
+//! an error that can be matched ([`RecvError::Truncated`]); sends refuse what
+//! the kernel would drop.
 //!
 //! Around it: [`socketpair`], [`check_stream_socket`] (is this fd really a
 //! connected AF_UNIX stream socket? if not, what is it?), peer credentials
@@ -23,9 +24,14 @@
 //! never receive them ([`refuse_fds`]), and the [`inherit`] module for fds
 //! inherited from a parent process or handed to a child.
 //!
-//! This is the only crate of the workspace with `unsafe` code; every block
-//! has a `// SAFETY:` comment, and no safe function relies on a condition it
-//! does not check.
+//! This is the only crate of the workspace with `unsafe` code: the system
+//! calls in one private module, and two call sites (taking an inherited fd,
+//! and setting a buffer's length after `recvmsg` filled it), every block with
+//! a `// SAFETY:` comment. No safe function
+//! relies on a condition it does not check, with one documented exception:
+//! adopting an inherited fd number is only sound if nothing else in the
+//! process owns it, which the [`inherit`] functions check as far as it can
+//! be checked and otherwise ask of their caller (call them at startup).
 //!
 //! # Linux only
 //!

@@ -79,6 +79,7 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..256)) {
+        #[cfg(feature = "fuzzing")]
         uds_syrup::fuzzing::decode_one(&data);
         let mut dec = Decoder::new(Limits::intro_channel());
         let mut buf = BytesMut::new();
@@ -107,6 +108,10 @@ proptest! {
             }
         }
         // Accepted mutations are still canonical (checked inside).
+        #[cfg(feature = "fuzzing")]
         uds_syrup::fuzzing::decode_one(&bytes);
+        if let Ok(v) = decode(&bytes) {
+            prop_assert_eq!(v.encode(), bytes);
+        }
     }
 }
