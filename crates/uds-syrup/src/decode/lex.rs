@@ -60,6 +60,7 @@ pub(super) fn closer_of(open: u8) -> u8 {
 /// Reads the token at `pos` (`pos < buf.len()`). `Ok(None)` means the
 /// buffer ends inside it. On success returns the token and its end.
 /// `work` counts the bytes looked at.
+#[inline(always)]
 pub(super) fn lex(
     buf: &[u8],
     pos: usize,

@@ -113,6 +113,7 @@ impl Decoder {
     /// ones that need the value built (UTF-8, order), which decoding the
     /// frame checks. Use it to frame without decoding; to frame and decode,
     /// [`Decoder::decode_split`] does both in one pass.
+    #[inline]
     pub fn frame_len(&mut self, buf: &[u8]) -> Result<Option<usize>, DecodeError> {
         if buf.len() < self.scanner.pos {
             // The caller gave a shorter buffer than before: start again.
@@ -126,18 +127,23 @@ impl Decoder {
     }
 
     /// The value at the front of `src` and its length, or `None`.
+    #[inline]
     fn next(&mut self, src: Source<'_>) -> Result<Option<(Value, usize)>, DecodeError> {
-        if !self.scanner.is_fresh() {
-            // The value was cut short before: scan on without building, and
-            // build it in one more pass once its end is here.
-            return match self.frame_len(src.as_slice())? {
-                None => Ok(None),
-                Some(len) => {
-                    let value = build_complete(src.prefix(len), &self.limits, &mut self.work)?;
-                    Ok(Some((value, len)))
-                }
-            };
+        if self.scanner.is_fresh() {
+            return self.start(src);
         }
+        // The value was cut short before: scan on without building (the
+        // cheap path a slow sender takes on every read), and build it in one
+        // more pass once its end is here.
+        match self.frame_len(src.as_slice())? {
+            None => Ok(None),
+            Some(len) => self.finish(src.prefix(len)).map(|v| Some((v, len))),
+        }
+    }
+
+    /// Scans and builds a value from its first byte, in one pass.
+    #[inline(never)]
+    fn start(&mut self, src: Source<'_>) -> Result<Option<(Value, usize)>, DecodeError> {
         match build(&mut self.scanner, src, &self.limits, &mut self.work) {
             Ok(Outcome::Incomplete) => Ok(None),
             Ok(Outcome::Complete { len, value }) => {
@@ -149,6 +155,12 @@ impl Decoder {
                 Err(e)
             }
         }
+    }
+
+    /// Builds a value whose end a resumed scan has just found.
+    #[inline(never)]
+    fn finish(&mut self, src: Source<'_>) -> Result<Value, DecodeError> {
+        build_complete(src, &self.limits, &mut self.work)
     }
 
     /// Decodes the value at the front of `buf`: `Ok(None)` if more bytes are

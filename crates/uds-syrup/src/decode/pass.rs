@@ -88,7 +88,7 @@ impl Scanner {
     /// Lexes the token at `pos` and checks it against the limits and the
     /// open brackets; on success moves past it and returns it with its
     /// span. `Ok(None)` if `buf` ends inside it (nothing moves).
-    #[inline]
+    #[inline(always)]
     fn next_token(
         &mut self,
         buf: &[u8],

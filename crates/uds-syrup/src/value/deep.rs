@@ -27,6 +27,7 @@ thread_local! {
 
 impl Value {
     /// Whether this is a container with at least one child.
+    #[inline]
     fn has_children(&self) -> bool {
         match self {
             Value::List(items) => !items.is_empty(),
@@ -180,10 +181,20 @@ impl Value {
 }
 
 impl Drop for Value {
+    #[inline]
     fn drop(&mut self) {
-        if !self.has_children() {
-            return;
+        // Scalars and empty containers: nothing below to take care of.
+        if self.has_children() {
+            self.drop_children();
         }
+    }
+}
+
+impl Value {
+    /// Drops the children of a container, recursing normally for the first
+    /// levels and iteratively below them.
+    #[inline(never)]
+    fn drop_children(&mut self) {
         let depth = DROP_DEPTH.with(Cell::get);
         if depth < DROP_RECURSION_BUDGET {
             // Drop the children here, one level deeper, and let their own
