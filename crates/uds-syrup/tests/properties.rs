@@ -37,6 +37,13 @@ fn value() -> impl Strategy<Value = Value> {
     })
 }
 
+fn hash(v: &Value) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
@@ -75,6 +82,25 @@ proptest! {
         }
         prop_assert_eq!(values, vec![v, next]);
         prop_assert!(buf.is_empty());
+    }
+
+    /// The hand-written (non-recursive) Clone, Eq and Hash agree with the
+    /// canonical encoding: two values are equal exactly when they encode to
+    /// the same bytes, and equal values hash alike.
+    #[test]
+    fn clone_eq_and_hash_follow_the_encoding(a in value(), b in value()) {
+        let copy = a.clone();
+        prop_assert_eq!(&copy, &a);
+        prop_assert_eq!(hash(&copy), hash(&a));
+        prop_assert_eq!(copy.encode(), a.encode());
+        prop_assert_eq!(a == b, a.encode() == b.encode());
+        if a == b {
+            prop_assert_eq!(hash(&a), hash(&b));
+        }
+        // The same value wrapped differently is a different value.
+        let wrapped = Value::list([a.clone()]);
+        prop_assert_ne!(&wrapped, &a);
+        prop_assert_eq!(wrapped.to_string(), format!("[{a}]"));
     }
 
     #[test]

@@ -165,3 +165,47 @@ impl fmt::Debug for Set {
         fmt::Display::fmt(self, f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Value {
+        Value::record(
+            Value::symbol("r"),
+            [
+                Value::list([Value::Bool(true), Value::Bool(false), Value::int(-5)]),
+                Value::dict([(
+                    Value::string("k"),
+                    Value::set([Value::int(2), Value::int(1)]),
+                )]),
+                Value::bytes(&b"a\"\0 "[..]),
+                Value::symbol("has space"),
+                Value::symbol(""),
+                Value::Float(1.5),
+                Value::string("q\"x"),
+            ],
+        )
+    }
+
+    const SHOWN: &str = r#"<r [#t #f -5] {"k": #{1 2}} b"a\x22\x00 " 'has space' '' 1.5 "q\"x">"#;
+
+    #[test]
+    fn every_kind_prints_in_the_readable_notation() {
+        let v = sample();
+        assert_eq!(v.to_string(), SHOWN);
+        assert_eq!(format!("{v:?}"), SHOWN);
+        let Value::Record(r) = &v else { unreachable!() };
+        assert_eq!(r.to_string(), SHOWN);
+        assert_eq!(format!("{r:?}"), SHOWN);
+        let Value::Dict(d) = &r.fields()[1] else {
+            unreachable!()
+        };
+        assert_eq!(d.to_string(), r#"{"k": #{1 2}}"#);
+        let Value::Set(s) = d.get(&Value::string("k")).unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(format!("{s:?}"), "#{1 2}");
+        assert_eq!(s.to_string(), "#{1 2}");
+    }
+}
