@@ -9,6 +9,9 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, getsockopt, setsockopt
 use crate::sys;
 
 /// Credentials of a process, as the kernel reports them.
+///
+/// Exhaustive on purpose: it is the kernel's `struct ucred`, and callers
+/// build their own (for example to compare with a policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Credentials {
     /// Process id. 0 if the process is in another pid namespace.
