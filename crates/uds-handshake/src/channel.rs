@@ -226,50 +226,57 @@ impl<F> IntroChannel<F> {
         result
     }
 
+    /// The introduction whose record ended at stream offset `end` (held in
+    /// `pending`), once its fd is here.
+    fn introduction(&mut self, end: u64) -> Result<Option<ChannelEvent<F>>, ChannelError> {
+        match self.fds.front() {
+            Some(&(at, _)) if at <= end => Err(self.unexpected()),
+            Some(&(at, _)) if at <= end + MAX_BODY => {
+                let (_, mut fds) = self
+                    .fds
+                    .pop_front()
+                    .ok_or(ChannelError::MissingFd { record_end: end })?;
+                let body = (at - end) as usize;
+                let seen_is_body = self.buf[..body] == SCM_RIGHTS_BODY[..body];
+                self.buf.advance(body);
+                self.base += body as u64;
+                // A read that ended inside a 4-byte body (a receiver with
+                // little buffer room left) leaves the rest for the next
+                // read; skip it when it comes. No Syrup message starts
+                // with the rest of this body (`0` then NUL, or NUL), so
+                // this never eats a message.
+                if seen_is_body {
+                    self.body_rest = &SCM_RIGHTS_BODY[body..];
+                }
+                let p = self
+                    .pending
+                    .take()
+                    .ok_or(ChannelError::MissingFd { record_end: end })?;
+                let extra_fds = fds.len().saturating_sub(1);
+                fds.truncate(1);
+                match fds.pop() {
+                    Some(fd) => Ok(Some(ChannelEvent::Introduction {
+                        record: p.record,
+                        raw: p.raw,
+                        fd,
+                        extra_fds,
+                    })),
+                    None => Err(ChannelError::MissingFd { record_end: end }),
+                }
+            }
+            Some(_) => Err(ChannelError::MissingFd { record_end: end }),
+            None if self.received() >= end + MAX_BODY => {
+                Err(ChannelError::MissingFd { record_end: end })
+            }
+            None => Ok(None),
+        }
+    }
+
+    #[inline]
     fn step(&mut self) -> Result<Option<ChannelEvent<F>>, ChannelError> {
         if let Some(p) = &self.pending {
             let end = p.end;
-            return match self.fds.front() {
-                Some(&(at, _)) if at <= end => Err(self.unexpected()),
-                Some(&(at, _)) if at <= end + MAX_BODY => {
-                    let (_, mut fds) = self
-                        .fds
-                        .pop_front()
-                        .ok_or(ChannelError::MissingFd { record_end: end })?;
-                    let body = (at - end) as usize;
-                    let seen_is_body = self.buf[..body] == SCM_RIGHTS_BODY[..body];
-                    self.buf.advance(body);
-                    self.base += body as u64;
-                    // A read that ended inside a 4-byte body (a receiver with
-                    // little buffer room left) leaves the rest for the next
-                    // read; skip it when it comes. No Syrup message starts
-                    // with the rest of this body (`0` then NUL, or NUL), so
-                    // this never eats a message.
-                    if seen_is_body {
-                        self.body_rest = &SCM_RIGHTS_BODY[body..];
-                    }
-                    let p = self
-                        .pending
-                        .take()
-                        .ok_or(ChannelError::MissingFd { record_end: end })?;
-                    let extra_fds = fds.len().saturating_sub(1);
-                    fds.truncate(1);
-                    match fds.pop() {
-                        Some(fd) => Ok(Some(ChannelEvent::Introduction {
-                            record: p.record,
-                            raw: p.raw,
-                            fd,
-                            extra_fds,
-                        })),
-                        None => Err(ChannelError::MissingFd { record_end: end }),
-                    }
-                }
-                Some(_) => Err(ChannelError::MissingFd { record_end: end }),
-                None if self.received() >= end + MAX_BODY => {
-                    Err(ChannelError::MissingFd { record_end: end })
-                }
-                None => Ok(None),
-            };
+            return self.introduction(end);
         }
         if !self.body_rest.is_empty() {
             let n = self.buf.len().min(self.body_rest.len());
@@ -304,12 +311,9 @@ impl<F> IntroChannel<F> {
         }
         if value.as_record_labeled(NewConnection::LABEL).is_some() {
             let record = NewConnection::from_value(&value)?;
-            self.pending = Some(Pending {
-                record,
-                raw,
-                end: self.base,
-            });
-            return self.step();
+            let end = self.base;
+            self.pending = Some(Pending { record, raw, end });
+            return self.introduction(end);
         }
         Ok(Some(ChannelEvent::Message { value, raw }))
     }
