@@ -121,7 +121,7 @@ pub mod noise;
 mod stream;
 mod transport;
 
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
 pub use error::{E2eeError, FrameKind};

@@ -56,6 +56,36 @@ pub enum SocketCheckError {
     Io(#[from] io::Error),
 }
 
+impl SocketCheckError {
+    /// What the fd was found to be, as a noun phrase for messages ("a
+    /// regular file", "a listening socket", ...).
+    ///
+    /// ```
+    /// use uds_fdpass::{check_stream_socket, SocketCheckError};
+    /// let file = std::fs::File::open("/dev/null").unwrap();
+    /// let err = check_stream_socket(&file).unwrap_err();
+    /// assert_eq!(err.found(), "a character device");
+    /// ```
+    pub fn found(&self) -> String {
+        match self {
+            SocketCheckError::RegularFile => "a regular file".into(),
+            SocketCheckError::Directory => "a directory".into(),
+            SocketCheckError::Pipe => "a pipe or FIFO".into(),
+            SocketCheckError::CharacterDevice => "a character device".into(),
+            SocketCheckError::BlockDevice => "a block device".into(),
+            SocketCheckError::NotASocket(mode) => format!("a non-socket fd (file mode {mode:#o})"),
+            SocketCheckError::Listening => "a listening socket".into(),
+            SocketCheckError::NotListening => "a socket that is not listening".into(),
+            SocketCheckError::Datagram => "a datagram socket".into(),
+            SocketCheckError::Seqpacket => "a seqpacket socket".into(),
+            SocketCheckError::OtherType(t) => format!("a socket of type {t}"),
+            SocketCheckError::OtherFamily(f) => format!("a socket of address family {f}"),
+            SocketCheckError::Unconnected => "an unconnected socket".into(),
+            SocketCheckError::Io(e) => format!("an fd that cannot be inspected ({e})"),
+        }
+    }
+}
+
 fn unix_stream(fd: BorrowedFd<'_>) -> Result<(), SocketCheckError> {
     let st = fstat(fd).map_err(io::Error::from)?;
     let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());

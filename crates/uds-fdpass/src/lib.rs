@@ -15,7 +15,8 @@
 //! [`FdStream`] owns all of that: every receive is a `recvmsg` with
 //! `MSG_CMSG_CLOEXEC` and room for 253 fds, returning the bytes and the fds
 //! that came with them ([`Received`]); truncation closes what arrived and is
-//! an error; sends refuse what the kernel would drop.
+//! an error that can be matched ([`RecvError::Truncated`]); sends refuse what
+//! the kernel would drop.
 //!
 //! Around it: [`socketpair`], [`check_stream_socket`] (is this fd really a
 //! connected AF_UNIX stream socket? if not, what is it?), peer credentials
@@ -23,8 +24,36 @@
 //! never receive them ([`refuse_fds`]), and the [`inherit`] module for fds
 //! inherited from a parent process or handed to a child.
 //!
-//! This is the only crate of the workspace with `unsafe` code; every block
-//! has a `// SAFETY:` comment.
+//! This is the only crate of the workspace with `unsafe` code: the system
+//! calls in one private module, and two call sites (taking an inherited fd,
+//! and setting a buffer's length after `recvmsg` filled it), every block with
+//! a `// SAFETY:` comment. No safe function
+//! relies on a condition it does not check, with one documented exception:
+//! adopting an inherited fd number is only sound if nothing else in the
+//! process owns it, which the [`inherit`] functions check as far as it can
+//! be checked and otherwise ask of their caller (call them at startup).
+//!
+//! # Linux only
+//!
+//! The crate builds on Linux only, and says so with a compile error
+//! elsewhere. What it promises rests on Linux behaviour that other kernels do
+//! not share or spell differently:
+//!
+//! * **when fds arrive** on a stream socket: with the first byte of the
+//!   `sendmsg` that carried them, ending the read that reaches them (the rule
+//!   the intro channel's fd-to-record pairing is built on). Other systems
+//!   attach them to reads differently;
+//! * `MSG_CMSG_CLOEXEC`, so no received fd is ever inheritable, even briefly;
+//! * `SO_PEERCRED` with `struct ucred`, `SCM_CREDENTIALS`, `SO_PEERPIDFD`,
+//!   `SO_PASSRIGHTS`, and `SO_DOMAIN`/`SO_ACCEPTCONN` for checking what an fd
+//!   is (BSDs have `LOCAL_PEERCRED`/`getpeereid` and other layouts);
+//! * `SCM_MAX_FD` = 253 fds per message.
+//!
+//! # Cancel safety
+//!
+//! [`FdStream::recv`] is cancel-safe: bytes and fds are taken in one step.
+//! [`FdStream::send`] is not: a dropped send may have written part of its
+//! data and its fds. Each async function says so in its docs.
 //!
 //! # Example
 //!
@@ -58,85 +87,36 @@
 //! ```
 #![allow(unsafe_code)] // the only crate that may: it wraps the kernel's fd-passing interface
 
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "uds-fdpass supports Linux only: it relies on Linux's SCM_RIGHTS semantics on stream \
+     sockets, MSG_CMSG_CLOEXEC, SO_PEERCRED/SO_PEERPIDFD and SO_PASSRIGHTS (see the crate docs)"
+);
+
+#[cfg(target_os = "linux")]
 mod check;
+#[cfg(target_os = "linux")]
 pub mod inherit;
+#[cfg(target_os = "linux")]
+mod socket;
+#[cfg(target_os = "linux")]
 mod stream;
+#[cfg(target_os = "linux")]
 mod sys;
 
-use std::io;
-use std::os::fd::{AsFd, OwnedFd};
-
-use nix::sys::socket::{AddressFamily, SockFlag, SockType, getsockopt, setsockopt, sockopt};
-
+#[cfg(target_os = "linux")]
 pub use check::{SocketCheckError, check_listening_socket, check_stream_socket};
-pub use stream::{FdStream, Received, SendError};
-pub use sys::{MAX_FDS, TruncatedError};
+#[cfg(target_os = "linux")]
+pub use socket::{
+    Credentials, PassRights, peer_credentials, peer_pidfd, refuse_fds, set_pass_credentials,
+    socketpair,
+};
+#[cfg(target_os = "linux")]
+pub use stream::{FdStream, Received, RecvError, SendError};
+#[cfg(target_os = "linux")]
+pub use sys::MAX_FDS;
 
-/// Credentials of a process, as the kernel reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Credentials {
-    /// Process id. 0 if the process is in another pid namespace.
-    pub pid: i32,
-    /// User id (65534 if unmapped in this user namespace).
-    pub uid: u32,
-    /// Group id.
-    pub gid: u32,
-}
-
-/// A connected pair of AF_UNIX stream sockets, close-on-exec.
-pub fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
-    nix::sys::socket::socketpair(
-        AddressFamily::Unix,
-        SockType::Stream,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
-    .map_err(io::Error::from)
-}
-
-/// `SO_PEERCRED`: the process that created the peer end of `fd` (for a
-/// `socketpair()` end, the process that called `socketpair()`, even after
-/// the end was passed elsewhere; for an accepted connection, the process
-/// that called `connect()`).
-pub fn peer_credentials(fd: impl AsFd) -> io::Result<Credentials> {
-    let c = getsockopt(&fd.as_fd(), sockopt::PeerCredentials).map_err(io::Error::from)?;
-    Ok(Credentials {
-        pid: c.pid(),
-        uid: c.uid(),
-        gid: c.gid(),
-    })
-}
-
-/// `SO_PEERPIDFD`: a pidfd of that same process, which unlike a pid cannot
-/// be confused by pid reuse. `Ok(None)` on kernels without it (before Linux
-/// 6.5); any other failure is an error (fail closed).
-pub fn peer_pidfd(fd: impl AsFd) -> io::Result<Option<OwnedFd>> {
-    sys::peer_pidfd(fd.as_fd())
-}
-
-/// Turns `SO_PASSCRED` on or off for `fd`: when on, each receive on it
-/// carries the sending process's credentials ([`Received::credentials`]).
-pub fn set_pass_credentials(fd: impl AsFd, on: bool) -> io::Result<()> {
-    setsockopt(&fd.as_fd(), sockopt::PassCred, &on).map_err(io::Error::from)
-}
-
-/// The result of [`refuse_fds`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PassRights {
-    /// The kernel now refuses to queue fds to this socket.
-    Refused,
-    /// The kernel has no `SO_PASSRIGHTS` (before Linux 6.16): fds can still
-    /// arrive, so read only with [`FdStream`] (which closes or returns them).
-    Unsupported,
-}
-
-/// Turns `SO_PASSRIGHTS` off for `fd`, so that the kernel refuses any fd sent
-/// to it (the sender's `sendmsg` fails). Where the kernel lacks the option
-/// this changes nothing and says so.
-pub fn refuse_fds(fd: impl AsFd) -> io::Result<PassRights> {
-    match sys::setsockopt_int(fd.as_fd(), libc::SOL_SOCKET, sys::SO_PASSRIGHTS, 0) {
-        Ok(()) => Ok(PassRights::Refused),
-        Err(e) if e.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(PassRights::Unsupported),
-        Err(e) => Err(e),
-    }
-}
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

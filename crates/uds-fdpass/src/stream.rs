@@ -11,8 +11,8 @@ use tokio::io::Interest;
 use tokio::net::UnixStream;
 
 use crate::check::{SocketCheckError, check_stream_socket};
+use crate::socket::{Credentials, PassRights};
 use crate::sys::{self, MAX_FDS};
-use crate::{Credentials, PassRights};
 
 /// How much free space a receive makes sure the buffer has.
 const READ_CHUNK: usize = 8 << 10;
@@ -24,7 +24,10 @@ const READ_CHUNK: usize = 8 << 10;
 /// carried fds, so **the fds belong to the end of this read**: they were
 /// sent with the last of these `len` bytes. A caller that counts the bytes
 /// it has received can tag the fds with that running offset.
+///
+/// Only this crate builds it; more fields may come.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Received {
     /// Bytes appended to the buffer. 0 with no fds means end of stream.
     pub len: usize,
@@ -39,6 +42,82 @@ impl Received {
     /// Whether the peer has closed its end (nothing more will arrive).
     pub fn is_eof(&self) -> bool {
         self.len == 0 && self.fds.is_empty()
+    }
+}
+
+/// Why a receive failed.
+///
+/// [`RecvError::Truncated`] is matched directly, without downcasting an
+/// `io::Error`; [`RecvError::is_would_block`] and [`RecvError::kind`] answer
+/// the usual I/O questions, and `?` converts it into an [`io::Error`] where
+/// one is wanted (a truncation becomes `InvalidData` carrying this error).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use std::os::fd::AsFd;
+/// use bytes::BytesMut;
+/// use uds_fdpass::{FdStream, RecvError};
+///
+/// let (a, b) = FdStream::pair()?;
+/// let b = b.with_fd_room(1); // this receiver takes at most one fd
+/// let (x, y) = (std::fs::File::open("/dev/null")?, std::fs::File::open("/dev/null")?);
+/// a.send(b"two", &[x.as_fd(), y.as_fd()]).await.unwrap();
+/// match b.recv(&mut BytesMut::new()).await {
+///     Err(RecvError::Truncated { room: 1, closed }) => assert!(closed <= 1),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The kernel truncated the control data (`MSG_CTRUNC`): the sender
+    /// passed more fds than this receiver has room for, or this process has
+    /// no free fd slots (`RLIMIT_NOFILE`). The fds that arrived have been
+    /// closed and the bytes of that receive dropped, so the stream is out of
+    /// step: treat it as a protocol violation by the sender, or raise the fd
+    /// limit.
+    #[error(
+        "the kernel truncated the passed file descriptors: either the sender passed more than \
+         this receiver has room for ({room}), or this process has no free fd slots \
+         (RLIMIT_NOFILE); the {closed} that arrived were closed"
+    )]
+    Truncated {
+        /// Room the receiver had, in fds.
+        room: usize,
+        /// How many fds arrived and were closed.
+        closed: usize,
+    },
+    /// The socket failed (peer reset, ...), or, from
+    /// [`FdStream::try_recv`], nothing was there (`WouldBlock`).
+    #[error("receive failed: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl RecvError {
+    /// Whether this is `WouldBlock`: nothing to receive yet.
+    pub fn is_would_block(&self) -> bool {
+        self.kind() == io::ErrorKind::WouldBlock
+    }
+
+    /// The I/O error kind: the socket error's, or `InvalidData` for a
+    /// truncation.
+    pub fn kind(&self) -> io::ErrorKind {
+        match self {
+            RecvError::Truncated { .. } => io::ErrorKind::InvalidData,
+            RecvError::Io(e) => e.kind(),
+        }
+    }
+}
+
+/// A socket error stays itself; a truncation becomes an `InvalidData` error
+/// whose inner error is the [`RecvError`].
+impl From<RecvError> for io::Error {
+    fn from(e: RecvError) -> io::Error {
+        match e {
+            RecvError::Io(e) => e,
+            t @ RecvError::Truncated { .. } => io::Error::new(io::ErrorKind::InvalidData, t),
+        }
     }
 }
 
@@ -57,13 +136,24 @@ pub enum SendError {
     Io(#[from] io::Error),
 }
 
+/// A send error as an [`io::Error`]: refusals become `InvalidInput`.
+impl From<SendError> for io::Error {
+    fn from(e: SendError) -> io::Error {
+        match e {
+            SendError::Io(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other),
+        }
+    }
+}
+
 /// A connected Unix stream socket for tokio that passes file descriptors.
 ///
 /// Every receive is one `recvmsg(MSG_CMSG_CLOEXEC)` with room for 253 fds,
 /// so no fd is ever silently closed by a plain `read()`, truncated away, or
 /// leaked: each one that arrives is returned as an [`OwnedFd`] together with
 /// the bytes it came with. If the kernel reports truncated control data
-/// (`MSG_CTRUNC`), the fds that did arrive are closed and an error returned.
+/// (`MSG_CTRUNC`), the fds that did arrive are closed and
+/// [`RecvError::Truncated`] returned.
 ///
 /// Sends take `&self`, as do receives, so one task can read while another
 /// writes. Two tasks that interleave whole messages on one stream must
@@ -94,14 +184,14 @@ pub struct FdStream {
 impl FdStream {
     /// A connected pair (`socketpair()`, close-on-exec).
     pub fn pair() -> io::Result<(FdStream, FdStream)> {
-        let (a, b) = crate::socketpair()?;
+        let (a, b) = crate::socket::socketpair()?;
         Ok((FdStream::adopt(a)?, FdStream::adopt(b)?))
     }
 
     /// A connected pair of which only the first end is wrapped; the second
     /// is meant to be passed to another process.
     pub fn pair_with_owned() -> io::Result<(FdStream, OwnedFd)> {
-        let (a, b) = crate::socketpair()?;
+        let (a, b) = crate::socket::socketpair()?;
         Ok((FdStream::adopt(a)?, b))
     }
 
@@ -150,11 +240,19 @@ impl FdStream {
     }
 
     /// Waits until the socket is readable (data, fds or end of stream).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits, and reads nothing.
     pub async fn readable(&self) -> io::Result<()> {
         self.io.readable().await
     }
 
     /// Waits until the socket is writable.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: it only waits, and writes nothing.
     pub async fn writable(&self) -> io::Result<()> {
         self.io.writable().await
     }
@@ -208,16 +306,32 @@ impl FdStream {
         }
     }
 
-    fn recv_now(&self, buf: &mut BytesMut) -> io::Result<Received> {
+    /// One `recvmsg` into the spare capacity of `buf`.
+    fn recv_now(&self, buf: &mut BytesMut) -> io::Result<sys::RecvOut> {
         if buf.capacity() - buf.len() < READ_CHUNK / 2 {
             buf.reserve(READ_CHUNK);
         }
-        let spare = buf.spare_capacity_mut();
-        let out = sys::recv(self.io.as_fd(), spare, self.room_fds)?;
-        let new_len = buf.len() + out.len;
-        // SAFETY of set_len is upheld by BytesMut's API contract: the kernel
-        // initialised `out.len` bytes of the spare capacity.
-        advance(buf, new_len);
+        let out = sys::recv(self.io.as_fd(), buf.spare_capacity_mut(), self.room_fds)?;
+        if out.truncated.is_none() {
+            let new_len = buf.len() + out.len;
+            debug_assert!(new_len <= buf.capacity());
+            // SAFETY: `sys::recv` wrote `out.len` bytes (at most the length
+            // of the spare capacity it was given) at the start of the spare
+            // capacity, which begins at the old length: `..new_len` is
+            // initialised and within the capacity.
+            unsafe { buf.set_len(new_len) };
+        }
+        Ok(out)
+    }
+
+    /// The result of one `recvmsg`, truncation as an error.
+    fn received(&self, out: sys::RecvOut) -> Result<Received, RecvError> {
+        if let Some(closed) = out.truncated {
+            return Err(RecvError::Truncated {
+                room: self.room_fds,
+                closed,
+            });
+        }
         Ok(Received {
             len: out.len,
             fds: out.fds,
@@ -226,33 +340,45 @@ impl FdStream {
     }
 
     /// Receives once without waiting: appends what arrived to `buf`.
-    /// `WouldBlock` if nothing is there.
-    pub fn try_recv(&self, buf: &mut BytesMut) -> io::Result<Received> {
-        self.io.try_io(Interest::READABLE, || self.recv_now(buf))
+    /// [`RecvError::is_would_block`] if nothing is there.
+    pub fn try_recv(&self, buf: &mut BytesMut) -> Result<Received, RecvError> {
+        let out = self.io.try_io(Interest::READABLE, || self.recv_now(buf))?;
+        self.received(out)
     }
 
     /// Receives once: appends what arrived to `buf` (growing it as needed)
     /// and returns the fds that came with it.
-    pub async fn recv(&self, buf: &mut BytesMut) -> io::Result<Received> {
-        self.io
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: nothing is lost if the future is dropped. Bytes and fds
+    /// are taken from the socket in one step (one `recvmsg`), in the same
+    /// poll that completes the future; a future dropped before that step has
+    /// taken nothing, and the next receive gets it all.
+    pub async fn recv(&self, buf: &mut BytesMut) -> Result<Received, RecvError> {
+        let out = self
+            .io
             .async_io(Interest::READABLE, || self.recv_now(buf))
-            .await
+            .await?;
+        self.received(out)
     }
 
-    /// Polls for one receive (for use in hand-written futures).
+    /// Polls for one receive (for use in hand-written futures). Like
+    /// [`FdStream::recv`], bytes and fds are taken only in the poll that
+    /// returns `Ready`.
     pub fn poll_recv(
         &self,
         cx: &mut Context<'_>,
         buf: &mut BytesMut,
-    ) -> Poll<io::Result<Received>> {
+    ) -> Poll<Result<Received, RecvError>> {
         loop {
             match self.io.poll_read_ready(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                 Poll::Ready(Ok(())) => {}
             }
             match self.try_recv(buf) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.is_would_block() => continue,
                 other => return Poll::Ready(other),
             }
         }
@@ -264,6 +390,16 @@ impl FdStream {
     ///
     /// Refuses fds without data and more than 253 fds before calling the
     /// kernel. The fds stay open here: the receiver gets its own copies.
+    ///
+    /// # Cancel safety
+    ///
+    /// **Not** cancel-safe. A send dropped after its first `sendmsg` may have
+    /// written part of `data` **and all of the fds**, and the rest is never
+    /// sent: the stream is then out of step (the peer holds a message cut
+    /// short). Let a send run to completion, or close the connection if it
+    /// is cancelled; to bound it in time, put the whole connection under the
+    /// timeout rather than a single send. A send dropped before it first
+    /// becomes writable has sent nothing.
     pub async fn send(&self, data: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), SendError> {
         if !fds.is_empty() && data.is_empty() {
             return Err(SendError::NoData);
@@ -304,24 +440,24 @@ impl FdStream {
     /// The credentials of the process that created the peer end
     /// (`SO_PEERCRED`).
     pub fn peer_credentials(&self) -> io::Result<Credentials> {
-        crate::peer_credentials(&self.io)
+        crate::socket::peer_credentials(&self.io)
     }
 
     /// A pidfd of the peer process (`SO_PEERPIDFD`), or `None` where the
     /// kernel does not have it.
     pub fn peer_pidfd(&self) -> io::Result<Option<OwnedFd>> {
-        crate::peer_pidfd(&self.io)
+        crate::socket::peer_pidfd(&self.io)
     }
 
     /// Turns `SO_PASSCRED` on or off: when on, every receive reports the
     /// sender's credentials in [`Received::credentials`].
     pub fn set_pass_credentials(&self, on: bool) -> io::Result<()> {
-        crate::set_pass_credentials(&self.io, on)
+        crate::socket::set_pass_credentials(&self.io, on)
     }
 
     /// Makes the kernel refuse fds sent to this socket (`SO_PASSRIGHTS` off).
     pub fn refuse_fds(&self) -> io::Result<PassRights> {
-        crate::refuse_fds(&self.io)
+        crate::socket::refuse_fds(&self.io)
     }
 }
 
@@ -340,12 +476,4 @@ impl AsFd for FdStream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.io.as_fd()
     }
-}
-
-/// Sets the length of `buf` after the kernel filled its spare capacity.
-fn advance(buf: &mut BytesMut, new_len: usize) {
-    debug_assert!(new_len <= buf.capacity());
-    // SAFETY: `sys::recv` reported how many bytes it wrote into the spare
-    // capacity starting at the old length, so `..new_len` is initialised.
-    unsafe { buf.set_len(new_len) }
 }

@@ -6,17 +6,37 @@ use std::io;
 use std::mem::{MaybeUninit, size_of};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
-use crate::Credentials;
+use crate::socket::Credentials;
 
 /// The most fds one `sendmsg` may carry on Linux (`SCM_MAX_FD`).
 pub const MAX_FDS: usize = 253;
 
 /// `SCM_PIDFD`: a control message carrying a pidfd (Linux 6.5+, sent when
 /// `SO_PASSPIDFD` is on). It holds an fd, which must be closed.
+///
+/// Control-message types of `SOL_SOCKET` are defined once for every
+/// architecture (`include/linux/socket.h`: `SCM_RIGHTS` 1, `SCM_CREDENTIALS`
+/// 2, `SCM_SECURITY` 3, `SCM_PIDFD` 4); libc 0.2 does not name this one yet.
 const SCM_PIDFD: libc::c_int = 0x04;
-/// `SO_PEERPIDFD` (Linux 6.5+).
-pub(crate) const SO_PEERPIDFD: libc::c_int = 77;
-/// `SO_PASSRIGHTS` (Linux 6.16+).
+
+/// `SO_PEERPIDFD` (Linux 6.5+). Socket-option numbers differ between
+/// architectures (alpha, mips, parisc and sparc number `SOL_SOCKET` options
+/// their own way); libc has the right one for each target.
+pub(crate) const SO_PEERPIDFD: libc::c_int = libc::SO_PEERPIDFD;
+
+/// `SO_PASSPIDFD` (Linux 6.5+); see [`SO_PEERPIDFD`].
+#[cfg(test)]
+pub(crate) const SO_PASSPIDFD: libc::c_int = libc::SO_PASSPIDFD;
+
+/// `SO_PASSRIGHTS` (Linux 6.16+), which libc 0.2 does not name yet: the
+/// numbers of `arch/*/include/uapi/asm/socket.h`. sparc has its own
+/// numbering (0x5c); the generic header (`include/uapi/asm-generic/
+/// socket.h`), alpha, mips and powerpc use 83 (parisc uses 0x4051, but Rust
+/// has no parisc target).
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+pub(crate) const SO_PASSRIGHTS: libc::c_int = 0x5c;
+/// `SO_PASSRIGHTS` (Linux 6.16+); see the sparc definition above.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
 pub(crate) const SO_PASSRIGHTS: libc::c_int = 83;
 
 const fn align(len: usize) -> usize {
@@ -50,29 +70,19 @@ impl ControlBuf {
 
 /// What one `recvmsg` brought.
 pub(crate) struct RecvOut {
+    /// Bytes written into the buffer.
     pub(crate) len: usize,
     pub(crate) fds: Vec<OwnedFd>,
     pub(crate) credentials: Option<Credentials>,
-}
-
-/// The error of a receive whose control data was truncated; the fds that
-/// did arrive have been closed.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the kernel truncated the passed file descriptors: either the sender passed more than this \
-     receiver has room for ({room}), or this process has no free fd slots (RLIMIT_NOFILE); the \
-     {closed} that arrived were closed"
-)]
-pub struct TruncatedError {
-    /// Room the receiver had, in fds.
-    pub room: usize,
-    /// How many fds arrived and were closed.
-    pub closed: usize,
+    /// `Some(closed)` if the kernel truncated the control data (`MSG_CTRUNC`):
+    /// then `fds` is empty, and the `closed` fds that did arrive have been
+    /// closed.
+    pub(crate) truncated: Option<usize>,
 }
 
 /// One `recvmsg(MSG_CMSG_CLOEXEC)` into `buf`, with room for `room_fds`
 /// fds (at most [`MAX_FDS`]). Every fd that arrives is owned before this
-/// returns; on `MSG_CTRUNC` they are all closed and an error returned.
+/// returns; on `MSG_CTRUNC` they are all closed and the result says so.
 pub(crate) fn recv(
     fd: BorrowedFd<'_>,
     buf: &mut [MaybeUninit<u8>],
@@ -81,11 +91,13 @@ pub(crate) fn recv(
     let room_fds = room_fds.min(MAX_FDS);
     let mut control = ControlBuf::new();
     // The full buffer also has room for credentials and a pidfd; a reduced
-    // one holds exactly `room_fds` fds and nothing else.
+    // one holds exactly `room_fds` fds and nothing else: CMSG_LEN, not
+    // CMSG_SPACE, whose padding would fit one more fd when `room_fds` is odd
+    // (the kernel fits as many fds as the bytes after the header hold).
     let control_len = if room_fds == MAX_FDS {
         CONTROL_LEN
     } else {
-        cmsg_space(room_fds * size_of::<RawFd>())
+        cmsg_len(room_fds * size_of::<RawFd>())
     };
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -152,21 +164,18 @@ pub(crate) fn recv(
         // SAFETY: `msg` and `cmsg` are valid as above.
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+    let truncated = if msg.msg_flags & libc::MSG_CTRUNC != 0 {
         let closed = fds.len() + closed_others;
-        drop(fds);
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            TruncatedError {
-                room: room_fds,
-                closed,
-            },
-        ));
-    }
+        fds.clear();
+        Some(closed)
+    } else {
+        None
+    };
     Ok(RecvOut {
         len: n as usize,
         fds,
         credentials,
+        truncated,
     })
 }
 
@@ -281,17 +290,36 @@ pub(crate) fn dup_inheritable(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(r) })
 }
 
-/// Whether `raw` is an open fd in this process.
-pub(crate) fn is_open(raw: RawFd) -> bool {
-    // SAFETY: F_GETFD on any integer is harmless; it only reads flags.
-    unsafe { libc::fcntl(raw, libc::F_GETFD) >= 0 }
+/// The fd flags of `raw` (`F_GETFD`), or `None` if nothing is open at that
+/// number in this process.
+pub(crate) fn fd_flags(raw: RawFd) -> Option<libc::c_int> {
+    // SAFETY: F_GETFD on any integer is harmless: it only reads the flags
+    // of whatever is open at that number, or fails with EBADF.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+    (flags >= 0).then_some(flags)
+}
+
+/// Runs `inspect` on the fd open at `raw`, without taking ownership of it:
+/// `None` if nothing is open there. `inspect` must only query the fd
+/// (`fstat`, `getsockopt`, `getpeername`), never close, read or change it.
+pub(crate) fn inspect_raw<R>(raw: RawFd, inspect: impl FnOnce(BorrowedFd<'_>) -> R) -> Option<R> {
+    fd_flags(raw)?;
+    // SAFETY: `raw` is open (checked just above), and the borrow does not
+    // outlive this call. The fd may belong to something else in this
+    // process; the borrow is only used for queries that leave it as it is.
+    // Should its owner close it concurrently, those queries fail (EBADF) or
+    // describe whatever reuses the number, which the caller's checks then
+    // judge; nothing is done to the fd either way.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    Some(inspect(fd))
 }
 
 /// Takes ownership of an inherited fd number and marks it close-on-exec.
 ///
 /// # Safety
 ///
-/// `raw` must be open and owned by nothing else in this process.
+/// `raw` must be open and owned by nothing else in this process: from here
+/// on, dropping the returned `OwnedFd` closes it.
 pub(crate) unsafe fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: the caller guarantees `raw` is open and unowned.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
@@ -308,8 +336,6 @@ mod tests {
 
     use super::*;
 
-    const SO_PASSPIDFD: libc::c_int = 76;
-
     fn fd_count() -> usize {
         std::fs::read_dir("/proc/self/fd").unwrap().count()
     }
@@ -319,7 +345,7 @@ mod tests {
     /// as a passed fd (kernels without the option skip this test).
     #[test]
     fn pidfd_control_messages_are_closed() {
-        let (a, b) = crate::socketpair().unwrap();
+        let (a, b) = crate::socket::socketpair().unwrap();
         if setsockopt_int(b.as_fd(), libc::SOL_SOCKET, SO_PASSPIDFD, 1).is_err() {
             println!("SO_PASSPIDFD not supported by this kernel: skipped");
             return;

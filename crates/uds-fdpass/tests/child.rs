@@ -1,13 +1,17 @@
 //! Across processes: credentials of a socket created by a child, fds handed
-//! to a child with `inherit::inheritable`, and taking inherited fds.
+//! to a child with `inherit::inheritable`, and taking inherited fds
+//! (`take_fd_from_env`, `listen_fds`), including numbers that name
+//! something other than the socket expected.
 //!
-//! The child is this test binary again, started with `--exact child_main`
-//! and an environment variable that says what to do (`child_main` does
-//! nothing in a normal run).
+//! The child is this test binary again, started with `--exact child_main
+//! --ignored` and an environment variable that says what to do. `child_main`
+//! is ignored in a normal run: it is not a test of its own, only the body of
+//! the tests' child processes. Tests that need environment variables set
+//! them on the child, never on this process.
 
 mod common;
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::{Command, Stdio};
 
 use bytes::BytesMut;
@@ -16,10 +20,38 @@ use uds_fdpass::{FdStream, check_stream_socket, socketpair};
 
 const MODE: &str = "UDS_FDPASS_TEST_CHILD";
 
-/// Runs in the child process.
+/// Prints what a take returned, and whether the fd is close-on-exec.
+fn show(r: Result<Option<OwnedFd>, InheritError>) -> String {
+    match r {
+        Ok(Some(fd)) => {
+            let flags = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
+            format!("ok cloexec={}", flags & 1)
+        }
+        Ok(None) => "none".to_owned(),
+        Err(e) => format!("err {e}"),
+    }
+}
+
+/// Whether something is open at `fd` in this process.
+fn is_open(fd: RawFd) -> bool {
+    std::fs::read_link(format!("/proc/self/fd/{fd}")).is_ok()
+}
+
+/// Moves `fd` to the number `wanted` (which must be free), close-on-exec.
+#[allow(unsafe_code)] // the test must own an fd at a number of its choice
+fn own_fd_at(fd: OwnedFd, wanted: RawFd) -> OwnedFd {
+    let moved = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(wanted)).unwrap();
+    assert_eq!(moved, wanted, "fd {wanted} is not free in the child");
+    // SAFETY: F_DUPFD_CLOEXEC just created fd `moved`; nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(moved) }
+}
+
+/// The body of the child processes; see the module docs.
 #[test]
+#[ignore = "runs only as the child process of the other tests of this file"]
 fn child_main() {
     let Ok(mode) = std::env::var(MODE) else {
+        println!("not a child process: nothing to do");
         return;
     };
     match mode.as_str() {
@@ -46,17 +78,64 @@ fn child_main() {
         "take" => {
             let first = take_fd_from_env("TEST_FD");
             let second = take_fd_from_env("TEST_FD");
-            let show = |r: Result<Option<std::os::fd::OwnedFd>, InheritError>| match r {
-                Ok(Some(fd)) => {
-                    let cloexec = nix::fcntl::fcntl(&fd, nix::fcntl::FcntlArg::F_GETFD).unwrap();
-                    format!("ok cloexec={}", cloexec & 1)
-                }
-                Ok(None) => "none".to_owned(),
-                Err(e) => format!("err {e}"),
-            };
             println!("RESULT1 {}", show(first));
             println!("RESULT2 {}", show(second));
             println!("LISTEN {}", listen_fds().map(|v| v.len()).unwrap_or(999));
+        }
+        // The "stale number" case: TEST_FD names something this process
+        // owns (opened here, at the number TEST_FD says). A caller of
+        // take_fd_from_env that checks what it got, finds the wrong thing
+        // and drops it must not close it.
+        "take-own-file" | "take-own-socket" => {
+            let wanted: RawFd = std::env::var("TEST_FD").unwrap().parse().unwrap();
+            let mine: OwnedFd = if mode == "take-own-file" {
+                let path = std::env::var("TEST_FILE").unwrap();
+                std::fs::File::open(&path).unwrap().into()
+            } else {
+                let (a, b) = socketpair().unwrap();
+                std::mem::forget(b); // a connected socket; its peer stays open
+                a
+            };
+            let mine = own_fd_at(mine, wanted);
+            match take_fd_from_env("TEST_FD") {
+                Ok(Some(fd)) => {
+                    let check = check_stream_socket(&fd);
+                    drop(fd);
+                    println!("TAKEN check={check:?}");
+                }
+                Ok(None) => println!("TAKEN none"),
+                Err(e) => println!("REFUSED {e}"),
+            }
+            if !is_open(wanted) {
+                println!("CLOSED");
+                // The fd is gone: do not close it a second time.
+                std::mem::forget(mine);
+            } else if mode == "take-own-file" {
+                use std::io::{Read, Seek};
+                let mut file = std::fs::File::from(mine);
+                let mut text = String::new();
+                file.rewind().unwrap();
+                file.read_to_string(&mut text).unwrap();
+                println!("STILL OPEN {text}");
+            } else {
+                check_stream_socket(&mine).unwrap();
+                println!("STILL OPEN socket");
+            }
+        }
+        // Socket activation: fds 3.. were set up by the shell that exec'd
+        // us (with LISTEN_PID set to our pid).
+        "listen" => {
+            let n: RawFd = std::env::var("LISTEN_FDS").unwrap().parse().unwrap();
+            match listen_fds() {
+                Ok(fds) => {
+                    let shown: Vec<String> = fds.into_iter().map(|f| show(Ok(Some(f)))).collect();
+                    println!("LISTEN ok {}", shown.join(","));
+                }
+                Err(e) => println!("LISTEN err {e}"),
+            }
+            let open: Vec<bool> = (3..3 + n).map(is_open).collect();
+            println!("OPEN {open:?}");
+            println!("AGAIN {}", listen_fds().map(|v| v.len()).unwrap_or(999));
         }
         other => panic!("unknown child mode {other}"),
     }
@@ -64,10 +143,25 @@ fn child_main() {
 
 fn child(mode: &str) -> Command {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "child_main", "--nocapture", "--test-threads=1"])
-        .env(MODE, mode)
-        .stdin(Stdio::null());
+    c.args([
+        "--exact",
+        "child_main",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(MODE, mode)
+    .stdin(Stdio::null());
     c
+}
+
+fn stdout_of(mut c: Command) -> String {
+    let out = c.output().unwrap();
+    format!(
+        "{}\n(stderr: {})",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 #[test]
@@ -141,12 +235,11 @@ fn take_in_child(value: Option<&str>, pass_fd: bool) -> String {
     c.env("LISTEN_PID", "1").env("LISTEN_FDS", "1");
     if !pass_fd {
         drop(inherited);
-        let out = c.output().unwrap();
-        return String::from_utf8_lossy(&out.stdout).into_owned();
+        return stdout_of(c);
     }
-    let out = c.output().unwrap();
+    let out = stdout_of(c);
     drop(inherited);
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
 }
 
 #[test]
@@ -178,5 +271,126 @@ fn taking_inherited_fds() {
 
     let closed = take_in_child(Some("{fd}"), false);
     assert!(closed.contains("is not open in this process"), "{closed}");
+    assert_eq!(common::fd_count(), before, "file descriptors leaked");
+}
+
+/// A stale `TEST_FD` naming a file the process owns: the file stays open
+/// and readable, and the error says what the number names.
+#[test]
+fn a_stale_number_naming_a_file_leaves_it_open() {
+    let _guard = common::lock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    std::fs::write(&path, "log line").unwrap();
+    let mut c = child("take-own-file");
+    c.env("TEST_FD", "100").env("TEST_FILE", &path);
+    let out = stdout_of(c);
+    assert!(
+        out.contains("STILL OPEN log line"),
+        "the file was closed: {out}"
+    );
+    assert!(
+        out.contains("REFUSED TEST_FD names fd 100, which is a regular file, not a connected Unix stream socket; it was left open"),
+        "{out}"
+    );
+}
+
+/// A stale `TEST_FD` naming a connected socket the process opened itself
+/// (close-on-exec, so not inherited): refused and left open.
+#[test]
+fn a_stale_number_naming_an_own_socket_leaves_it_open() {
+    let _guard = common::lock();
+    let mut c = child("take-own-socket");
+    c.env("TEST_FD", "100");
+    let out = stdout_of(c);
+    assert!(
+        out.contains("STILL OPEN socket"),
+        "the socket was closed: {out}"
+    );
+    assert!(
+        out.contains("REFUSED TEST_FD names fd 100, which is close-on-exec"),
+        "{out}"
+    );
+}
+
+/// Runs the child in `listen` mode with `fds` at 3, 4, ... and the
+/// variables of systemd socket activation set for it, through a shell that
+/// sets them up and `exec`s the child (keeping its pid, so `LISTEN_PID=$$`
+/// is the child's pid).
+#[allow(unsafe_code)] // pre_exec, to place the fds in the child
+fn listen_in_child(fds: &[&OwnedFd]) -> String {
+    use std::os::unix::process::CommandExt;
+    // Copies at high numbers, so that placing them at 3, 4, ... in the
+    // child never overwrites one not yet placed.
+    let high: Vec<OwnedFd> = fds
+        .iter()
+        .map(|fd| {
+            let raw = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(200)).unwrap();
+            // SAFETY: F_DUPFD_CLOEXEC just created `raw`; nothing else owns it.
+            unsafe { OwnedFd::from_raw_fd(raw) }
+        })
+        .collect();
+    let raw: Vec<RawFd> = high.iter().map(AsRawFd::as_raw_fd).collect();
+    let mut c = Command::new("/bin/sh");
+    c.arg("-c")
+        .arg(format!(
+            "LISTEN_PID=$$ LISTEN_FDS={} exec \"$0\" \"$@\"",
+            raw.len()
+        ))
+        .arg(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_main",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(MODE, "listen")
+        .stdin(Stdio::null());
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls dup2, which is async-signal-safe; `raw` was allocated before
+    // the fork. dup2 leaves the copies at 3, 4, ... inheritable.
+    unsafe {
+        c.pre_exec(move || {
+            for (i, &fd) in raw.iter().enumerate() {
+                if libc::dup2(fd, 3 + i as RawFd) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let out = stdout_of(c);
+    drop(high);
+    out
+}
+
+#[test]
+fn socket_activation_takes_only_listening_unix_sockets() {
+    let _guard = common::lock();
+    let before = common::fd_count();
+    let dir = tempfile::tempdir().unwrap();
+    let listener: OwnedFd = std::os::unix::net::UnixListener::bind(dir.path().join("s"))
+        .unwrap()
+        .into();
+    let (connected, peer) = socketpair().unwrap();
+
+    let ok = listen_in_child(&[&listener]);
+    assert!(ok.contains("LISTEN ok ok cloexec=1"), "{ok}");
+    assert!(ok.contains("AGAIN 999"), "a second claim is refused: {ok}");
+
+    let wrong = listen_in_child(&[&listener, &connected]);
+    assert!(
+        wrong.contains(
+            "LISTEN err LISTEN_FDS names fd 4, which is a socket that is not listening, not a \
+             listening Unix stream socket; it was left open"
+        ),
+        "{wrong}"
+    );
+    assert!(
+        wrong.contains("OPEN [true, true]") && wrong.contains("AGAIN 999"),
+        "none taken, none closed: {wrong}"
+    );
+    drop((listener, connected, peer));
     assert_eq!(common::fd_count(), before, "file descriptors leaked");
 }

@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream as StdStream;
 
 use bytes::BytesMut;
-use uds_fdpass::{FdStream, MAX_FDS, PassRights, SendError, TruncatedError, socketpair};
+use uds_fdpass::{FdStream, MAX_FDS, PassRights, RecvError, SendError, socketpair};
 
 /// Runs `f` and checks that it leaves the process's fd count unchanged.
 fn no_leak<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
@@ -174,17 +174,56 @@ fn truncated_control_data_closes_what_arrived() {
         a.send(b"five", &borrowed(&fs)).await.unwrap();
         let mut buf = BytesMut::new();
         let err = b.recv(&mut buf).await.unwrap_err();
-        let t = err
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<TruncatedError>())
-            .expect("a TruncatedError");
-        assert_eq!(t.room, 2);
-        assert!(t.closed <= 2);
+        let RecvError::Truncated { room, closed } = err else {
+            panic!("expected a truncation, got {err:?}");
+        };
+        assert_eq!(room, 2);
+        assert!(closed <= 2);
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(!err.is_would_block());
         assert!(err.to_string().contains("were closed"), "{err}");
+        assert!(
+            buf.is_empty(),
+            "the bytes of a truncated receive are dropped"
+        );
+        // As an io::Error it keeps the truncation inside.
+        let io: std::io::Error = err.into();
+        assert_eq!(io.kind(), std::io::ErrorKind::InvalidData);
+        assert!(matches!(
+            io.get_ref().and_then(|e| e.downcast_ref::<RecvError>()),
+            Some(RecvError::Truncated { room: 2, .. })
+        ));
         // The stream is still usable afterwards.
         a.send(b"next", &[fs[0].as_fd()]).await.unwrap();
         let got = b.recv(&mut buf).await.unwrap();
         assert_eq!(got.fds.len(), 1);
+    });
+}
+
+/// A receiver with room for `n` fds takes exactly `n`, odd or even, and
+/// refuses `n + 1`.
+#[test]
+fn fd_room_is_exact() {
+    no_leak(|| async {
+        for room in [0, 1, 2, 3, 7] {
+            let (a, b) = FdStream::pair().unwrap();
+            let b = b.with_fd_room(room);
+            let (_dir, fs) = files(room + 1);
+            let mut buf = BytesMut::new();
+            if room > 0 {
+                a.send(b"fits", &borrowed(&fs[..room])).await.unwrap();
+                let got = b.recv(&mut buf).await.unwrap();
+                assert_eq!(got.fds.len(), room, "room {room}");
+            }
+            a.send(b"over", &borrowed(&fs)).await.unwrap();
+            match b.recv(&mut buf).await {
+                Err(RecvError::Truncated { room: r, closed }) => {
+                    assert_eq!(r, room);
+                    assert!(closed <= room, "room {room}: closed {closed}");
+                }
+                other => panic!("room {room}: {other:?}"),
+            }
+        }
     });
 }
 
@@ -278,7 +317,47 @@ fn a_socket_can_refuse_fds() {
                 assert_eq!((&buf[..], got.fds.len()), (&b"y"[..], 0));
             }
             PassRights::Unsupported => println!("SO_PASSRIGHTS not supported by this kernel"),
+            other => panic!("unexpected {other:?}"),
         }
+    });
+}
+
+#[test]
+fn try_recv_says_would_block_and_receives_what_is_there() {
+    no_leak(|| async {
+        let (a, b) = FdStream::pair().unwrap();
+        let mut buf = BytesMut::new();
+        let err = b.try_recv(&mut buf).unwrap_err();
+        assert!(err.is_would_block(), "{err:?}");
+        assert!(matches!(err, RecvError::Io(_)));
+        a.send(b"now", &[]).await.unwrap();
+        b.readable().await.unwrap();
+        let got = b.try_recv(&mut buf).unwrap();
+        assert_eq!((got.len, &buf[..]), (3, &b"now"[..]));
+        // Through poll_recv, as a hand-written future would.
+        a.send(b" and then", &[]).await.unwrap();
+        let got = std::future::poll_fn(|cx| b.poll_recv(cx, &mut buf))
+            .await
+            .unwrap();
+        assert_eq!(got.len, 9);
+        assert_eq!(&buf[..], b"now and then");
+    });
+}
+
+/// A receive cancelled while waiting loses nothing: the next one gets the
+/// bytes and the fd.
+#[test]
+fn a_cancelled_receive_loses_nothing() {
+    no_leak(|| async {
+        let (a, b) = FdStream::pair().unwrap();
+        let mut buf = BytesMut::new();
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(20), b.recv(&mut buf)).await;
+        assert!(waited.is_err(), "nothing was sent yet");
+        let (_dir, fs) = files(1);
+        a.send(b"late", &borrowed(&fs)).await.unwrap();
+        let got = b.recv(&mut buf).await.unwrap();
+        assert_eq!((&buf[..], got.fds.len()), (&b"late"[..], 1));
     });
 }
 

@@ -50,7 +50,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use uds_syrup::{DecodeError, Decoder, Limits, NewConnection, SCM_RIGHTS_BODY, Value, WireError};
 
 /// The most body bytes between an intro record and the end of the read
@@ -226,49 +226,57 @@ impl<F> IntroChannel<F> {
         result
     }
 
+    /// The introduction whose record ended at stream offset `end` (held in
+    /// `pending`), once its fd is here.
+    fn introduction(&mut self, end: u64) -> Result<Option<ChannelEvent<F>>, ChannelError> {
+        match self.fds.front() {
+            Some(&(at, _)) if at <= end => Err(self.unexpected()),
+            Some(&(at, _)) if at <= end + MAX_BODY => {
+                let (_, mut fds) = self
+                    .fds
+                    .pop_front()
+                    .ok_or(ChannelError::MissingFd { record_end: end })?;
+                let body = (at - end) as usize;
+                let seen_is_body = self.buf[..body] == SCM_RIGHTS_BODY[..body];
+                self.buf.advance(body);
+                self.base += body as u64;
+                // A read that ended inside a 4-byte body (a receiver with
+                // little buffer room left) leaves the rest for the next
+                // read; skip it when it comes. No Syrup message starts
+                // with the rest of this body (`0` then NUL, or NUL), so
+                // this never eats a message.
+                if seen_is_body {
+                    self.body_rest = &SCM_RIGHTS_BODY[body..];
+                }
+                let p = self
+                    .pending
+                    .take()
+                    .ok_or(ChannelError::MissingFd { record_end: end })?;
+                let extra_fds = fds.len().saturating_sub(1);
+                fds.truncate(1);
+                match fds.pop() {
+                    Some(fd) => Ok(Some(ChannelEvent::Introduction {
+                        record: p.record,
+                        raw: p.raw,
+                        fd,
+                        extra_fds,
+                    })),
+                    None => Err(ChannelError::MissingFd { record_end: end }),
+                }
+            }
+            Some(_) => Err(ChannelError::MissingFd { record_end: end }),
+            None if self.received() >= end + MAX_BODY => {
+                Err(ChannelError::MissingFd { record_end: end })
+            }
+            None => Ok(None),
+        }
+    }
+
+    #[inline]
     fn step(&mut self) -> Result<Option<ChannelEvent<F>>, ChannelError> {
         if let Some(p) = &self.pending {
             let end = p.end;
-            return match self.fds.front() {
-                Some(&(at, _)) if at <= end => Err(self.unexpected()),
-                Some(&(at, _)) if at <= end + MAX_BODY => {
-                    let (_, mut fds) = self
-                        .fds
-                        .pop_front()
-                        .ok_or(ChannelError::MissingFd { record_end: end })?;
-                    let body = (at - end) as usize;
-                    let seen = self.buf.split_to(body);
-                    self.base += body as u64;
-                    // A read that ended inside a 4-byte body (a receiver with
-                    // little buffer room left) leaves the rest for the next
-                    // read; skip it when it comes. No Syrup message starts
-                    // with the rest of this body (`0` then NUL, or NUL), so
-                    // this never eats a message.
-                    if seen[..] == SCM_RIGHTS_BODY[..body] {
-                        self.body_rest = &SCM_RIGHTS_BODY[body..];
-                    }
-                    let p = self
-                        .pending
-                        .take()
-                        .ok_or(ChannelError::MissingFd { record_end: end })?;
-                    let extra_fds = fds.len().saturating_sub(1);
-                    fds.truncate(1);
-                    match fds.pop() {
-                        Some(fd) => Ok(Some(ChannelEvent::Introduction {
-                            record: p.record,
-                            raw: p.raw,
-                            fd,
-                            extra_fds,
-                        })),
-                        None => Err(ChannelError::MissingFd { record_end: end }),
-                    }
-                }
-                Some(_) => Err(ChannelError::MissingFd { record_end: end }),
-                None if self.received() >= end + MAX_BODY => {
-                    Err(ChannelError::MissingFd { record_end: end })
-                }
-                None => Ok(None),
-            };
+            return self.introduction(end);
         }
         if !self.body_rest.is_empty() {
             let n = self.buf.len().min(self.body_rest.len());
@@ -276,7 +284,7 @@ impl<F> IntroChannel<F> {
                 // A shorter body: what follows is the next message.
                 self.body_rest = &[];
             } else if n == self.body_rest.len() {
-                let _ = self.buf.split_to(n);
+                self.buf.advance(n);
                 self.base += n as u64;
                 self.body_rest = &[];
             } else if self.fds.is_empty() {
@@ -285,7 +293,9 @@ impl<F> IntroChannel<F> {
                 return Err(self.unexpected());
             }
         }
-        let Some(raw) = self.decoder.split_frame(&mut self.buf)? else {
+        // One pass over the message: framed, checked and built together
+        // (resuming where the last call stopped if it is still incomplete).
+        let Some((value, raw)) = self.decoder.decode_split(&mut self.buf)? else {
             // The message at the front is incomplete, so no introduction
             // record ends before the fds that are already here.
             if !self.fds.is_empty() {
@@ -294,7 +304,6 @@ impl<F> IntroChannel<F> {
             return Ok(None);
         };
         self.base += raw.len() as u64;
-        let value = self.decoder.decode_exact(&raw)?;
         // An fd whose read ended within this message does not belong to an
         // introduction.
         if self.fds.front().is_some_and(|&(at, _)| at <= self.base) {
@@ -302,12 +311,9 @@ impl<F> IntroChannel<F> {
         }
         if value.as_record_labeled(NewConnection::LABEL).is_some() {
             let record = NewConnection::from_value(&value)?;
-            self.pending = Some(Pending {
-                record,
-                raw,
-                end: self.base,
-            });
-            return self.step();
+            let end = self.base;
+            self.pending = Some(Pending { record, raw, end });
+            return self.introduction(end);
         }
         Ok(Some(ChannelEvent::Message { value, raw }))
     }
@@ -345,4 +351,61 @@ impl<F> IntroChannel<F> {
 /// connection's write lock across both sends so nothing comes between them.
 pub fn introduction_bytes(record: &NewConnection) -> (Vec<u8>, [u8; 4]) {
     (record.to_value().encode(), SCM_RIGHTS_BODY)
+}
+
+#[cfg(test)]
+mod tests {
+    use uds_syrup::fuzzing::bytes_examined;
+
+    use super::*;
+
+    /// A message of about 60 KB (within the intro channel's 64 KiB).
+    fn big_message() -> Vec<u8> {
+        let items = (0..4500).map(|i| Value::string(format!("item {i:05}")));
+        let v = Value::record(Value::symbol("op:big"), [Value::list(items)]);
+        let bytes = v.encode();
+        assert!(bytes.len() > 55_000 && bytes.len() < 64 << 10);
+        bytes
+    }
+
+    /// Counts the work, not the time: the bytes the decoder looked at.
+    #[test]
+    fn a_message_dribbled_one_byte_per_read_costs_linear_work() {
+        let bytes = big_message();
+        let mut chan = IntroChannel::<u8>::new(Limits::intro_channel());
+        let mut events = 0;
+        for &b in &bytes {
+            chan.push_bytes(&[b]);
+            while let Some(event) = chan.next_event().unwrap() {
+                assert!(matches!(event, ChannelEvent::Message { .. }));
+                events += 1;
+            }
+        }
+        assert_eq!(events, 1);
+        let n = bytes.len() as u64;
+        let work = bytes_examined(&chan.decoder);
+        // Re-scanning the buffer on every read would be about n²/2 (1.8e9).
+        assert!(
+            work <= 8 * n,
+            "{work} bytes examined for {n} bytes: not linear"
+        );
+    }
+
+    /// A message that arrives in one read is looked at once: framing,
+    /// checking and building it are one pass.
+    #[test]
+    fn a_message_read_at_once_is_scanned_once() {
+        let bytes = big_message();
+        let mut chan = IntroChannel::<u8>::new(Limits::intro_channel());
+        chan.push_bytes(&bytes);
+        let Some(ChannelEvent::Message { raw, .. }) = chan.next_event().unwrap() else {
+            panic!("expected the message");
+        };
+        assert_eq!(raw, bytes);
+        let n = bytes.len() as u64;
+        let work = bytes_examined(&chan.decoder);
+        // One pass: each byte lexed once, string payloads validated once.
+        // Framing then decoding (then re-scanning) would be 3n or more.
+        assert!(work <= 2 * n, "{work} bytes examined for {n} bytes");
+    }
 }

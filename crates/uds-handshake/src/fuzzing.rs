@@ -1,6 +1,6 @@
 //! The code path the `handshake` fuzz target drives, shared with the test
-//! that replays the committed corpus. Not part of the stable API: it may
-//! change or go away in any release.
+//! that replays the committed corpus (cargo feature `fuzzing`). Not part of
+//! the stable API: it may change or go away in any release.
 
 use std::sync::Arc;
 

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use uds_fdpass::{FdStream, SendError, TruncatedError};
+use uds_fdpass::{FdStream, RecvError, SendError};
 use uds_syrup::{Limits, SCM_RIGHTS_BODY};
 
 use crate::channel::{ChannelError, ChannelEvent, IntroChannel};
@@ -48,8 +48,16 @@ pub enum ReadError {
     Channel(#[from] ChannelError),
     /// The kernel truncated the fds of a receive (more than 253, or no free
     /// fd slot); what arrived was closed.
-    #[error(transparent)]
-    Truncated(TruncatedError),
+    #[error(
+        "the kernel truncated the passed fds (room for {room}, no free fd slot?); the {closed} \
+         that arrived were closed"
+    )]
+    Truncated {
+        /// Room the receiver had, in fds.
+        room: usize,
+        /// How many arrived and were closed.
+        closed: usize,
+    },
     /// The connection must be used only by one process (see
     /// [`IntroReader::only_from_pid`]) and another one wrote to it.
     #[error("the socket reserved for pid {expected} was used by {}", .found.map_or("an unknown process".to_owned(), |p| format!("pid {p}")))]
@@ -72,13 +80,11 @@ impl ReadError {
     }
 }
 
-fn read_error(e: io::Error) -> ReadError {
-    match e.get_ref().and_then(|i| i.downcast_ref::<TruncatedError>()) {
-        Some(t) => ReadError::Truncated(TruncatedError {
-            room: t.room,
-            closed: t.closed,
-        }),
-        None => ReadError::Io(e),
+fn read_error(e: RecvError) -> ReadError {
+    match e {
+        RecvError::Truncated { room, closed } => ReadError::Truncated { room, closed },
+        RecvError::Io(e) => ReadError::Io(e),
+        other => ReadError::Io(io::Error::other(other)),
     }
 }
 
@@ -176,7 +182,7 @@ impl IntroReader {
             let chan = self.chan.get_or_insert_with(|| IntroChannel::new(limits));
             let received = match stream.try_recv(chan.buffer_mut()) {
                 Ok(r) => r,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.is_would_block() => continue,
                 Err(e) => return Poll::Ready(Err(read_error(e))),
             };
             if received.is_eof() {

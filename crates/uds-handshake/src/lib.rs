@@ -61,7 +61,7 @@ pub mod io;
 mod keys;
 mod server;
 
-#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 
 pub use client::{ClientConfig, ClientHandshake, ClientRegistered};

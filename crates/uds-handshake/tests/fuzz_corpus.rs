@@ -1,6 +1,9 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/handshake`) through the
 //! same code path as the `handshake` fuzz target, on stable Rust, and checks
 //! that the seed files reach the paths they were written for.
+//! Needs the `fuzzing` feature, which the repository's tests turn on (the
+//! corpus is not part of the published crate).
+#![cfg(feature = "fuzzing")]
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

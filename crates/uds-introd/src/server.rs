@@ -185,7 +185,7 @@ enum End {
 fn read_end(e: ReadError) -> End {
     let reason = match &e {
         ReadError::Io(_) => return End::Gone(e.to_string()),
-        ReadError::Truncated(_) => Reason::Protocol,
+        ReadError::Truncated { .. } => Reason::Protocol,
         ReadError::WrongPid { .. } => Reason::WrongPid,
         ReadError::Channel(ChannelError::Syrup(d)) if d.is_limit() => Reason::Limit,
         ReadError::Channel(ChannelError::MissingFd { .. }) => Reason::MissingFd,

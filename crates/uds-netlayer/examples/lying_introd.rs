@@ -102,9 +102,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
             "--socket" => socket = Some(PathBuf::from(value()?)),
             "--lie" => lie = Some(value()?),
             "--flip" => flip = Some(value()?),
-            "--cut-after" => {
-                cut_after = Some(value()?.parse::<u64>().map_err(|e| e.to_string())?)
-            }
+            "--cut-after" => cut_after = Some(value()?.parse::<u64>().map_err(|e| e.to_string())?),
             "--record" => record = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -286,7 +284,9 @@ async fn introduce(record: NewConnection, dialer: OwnedFd, state: Arc<State>) {
             let Ok((mine, theirs)) = uds_fdpass::socketpair() else {
                 return;
             };
-            say(format!("relaying {from} -> {to} through a socket of my own"));
+            say(format!(
+                "relaying {from} -> {to} through a socket of my own"
+            ));
             if target.send(intro(&record, theirs)).await.is_err() {
                 return;
             }
@@ -326,7 +326,11 @@ async fn pump(
     state: &State,
     cut: tokio_util::sync::CancellationToken,
 ) -> Vec<u8> {
-    let arrow = if out { "dialer -> target" } else { "target -> dialer" };
+    let arrow = if out {
+        "dialer -> target"
+    } else {
+        "target -> dialer"
+    };
     let mut seen = Vec::new();
     let mut buf = vec![0u8; 16 << 10];
     let mut offset = 0u64;
@@ -355,7 +359,11 @@ async fn pump(
             stop = true;
         }
         offset += n as u64;
-        say(format!("{arrow}: {} bytes: {}", chunk.len(), preview(&chunk)));
+        say(format!(
+            "{arrow}: {} bytes: {}",
+            chunk.len(),
+            preview(&chunk)
+        ));
         if let Some(path) = &state.opts.record
             && let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
@@ -409,7 +417,10 @@ async fn replay(state: &State, target: IntroWriter) {
     // Whatever the target answers is read and dropped.
     let mut sink = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut sink)).await;
-    say(format!("the target answered the replay with {} bytes", sink.len()));
+    say(format!(
+        "the target answered the replay with {} bytes",
+        sink.len()
+    ));
 }
 
 /// Speaks to the dialer as if we were its target.
@@ -418,11 +429,10 @@ async fn impersonate(record: NewConnection, dialer: OwnedFd, state: &State) {
     let Ok(from) = record.from.designator_key() else {
         return;
     };
-    let mut first = [0u8; 1];
-    if stream.peek(&mut first).await.unwrap_or(0) == 0 {
+    let Some(first) = peek(&stream).await else {
         return;
-    }
-    if uds_e2ee::is_e2ee_first_byte(first[0]) {
+    };
+    if uds_e2ee::is_e2ee_first_byte(first) {
         // The best a liar can do: a handshake with its own key.
         let local = Arc::new(uds_e2ee::LocalStatic::generate(&state.identity));
         match uds_e2ee::accept(stream, local, from).await {
@@ -440,6 +450,29 @@ async fn impersonate(record: NewConnection, dialer: OwnedFd, state: &State) {
                 break;
             }
             say(format!("read from the dialer: {}", preview(&buf[..n])));
+        }
+    }
+}
+
+/// The first byte the dialer sent (left unread).
+async fn peek(stream: &UnixStream) -> Option<u8> {
+    use std::os::fd::AsRawFd;
+    loop {
+        stream.readable().await.ok()?;
+        let mut byte = [0u8; 1];
+        let r = stream.try_io(tokio::io::Interest::READABLE, || {
+            nix::sys::socket::recv(
+                stream.as_raw_fd(),
+                &mut byte,
+                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+            )
+            .map_err(std::io::Error::from)
+        });
+        match r {
+            Ok(0) => return None,
+            Ok(_) => return Some(byte[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
         }
     }
 }

@@ -32,6 +32,7 @@ use crate::value::Value;
 
 /// How messages are delimited on the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Framing {
     /// Syrup values back to back.
     #[default]
@@ -42,6 +43,7 @@ pub enum Framing {
 
 /// Why a stream could not be decoded.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CodecError {
     /// Reading or writing the stream failed.
     #[error("I/O error: {0}")]
@@ -119,12 +121,8 @@ impl tokio_util::codec::Decoder for SyrupCodec {
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Value>, CodecError> {
         match self.framing {
-            Framing::Raw => {
-                let Some(frame) = self.decoder.split_frame(src)? else {
-                    return Ok(None);
-                };
-                Ok(Some(self.decoder.decode_exact(&frame)?))
-            }
+            // One pass: framed, checked and built together.
+            Framing::Raw => Ok(self.decoder.decode_from(src)?),
             Framing::Bytestring => {
                 let Some((len, header)) = self.frame_header(src)? else {
                     return Ok(None);

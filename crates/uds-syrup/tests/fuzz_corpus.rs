@@ -1,5 +1,8 @@
 //! Replays the committed fuzz corpus (`fuzz/corpus/syrup_decode`) through
 //! the same code path as the `syrup_decode` fuzz target, on stable Rust.
+//! Needs the `fuzzing` feature, which the repository's tests turn on (the
+//! corpus is not part of the published crate).
+#![cfg(feature = "fuzzing")]
 
 use std::path::PathBuf;
 
