@@ -118,6 +118,7 @@ fn build(root: &Path) -> Result<PathBuf, String> {
         .current_dir(root)
         .args(["build", "--quiet", "-p", "uds-introd", "-p", "uds-netlayer"])
         .args(["--bin", "uds-introd", "--example", "demo_peer"])
+        .args(["--example", "lying_introd"])
         .status()
         .map_err(|e| format!("cannot run cargo build: {e}"))?;
     if !status.success() {
@@ -148,12 +149,49 @@ fn start_daemon(bin: &Path, dir: &Path) -> Result<(Daemon, String), String> {
 }
 
 fn start_peer(bin: &Path, dir: &Path, name: &str) -> Result<(Proc, String), String> {
+    start_peer_via(bin, dir, name, "intro.sock", false)
+}
+
+/// A lying introduction server (the `lying_introd` example) at
+/// `dir/socket`, telling `lie`.
+fn start_liar(bin: &Path, dir: &Path, socket: &str, lie: &[&str]) -> Result<Proc, String> {
+    let mut cmd = Command::new(bin.join("examples").join("lying_introd"));
+    cmd.arg("--socket").arg(dir.join(socket)).args(lie);
+    let mut p = Proc::start("the lying server", cmd)?;
+    p.expect("its ready line", |l| l.starts_with("lying-introd ready"))?;
+    Ok(p)
+}
+
+/// Everything `p` printed so far and prints within `wait`.
+fn drain(p: &mut Proc, wait: Duration) -> Vec<String> {
+    let mut lines = std::mem::take(&mut p.seen);
+    let deadline = Instant::now() + wait;
+    while let Ok(l) = p
+        .lines
+        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        lines.push(l);
+    }
+    lines
+}
+
+/// A demo peer registered with the server at `dir/socket`.
+fn start_peer_via(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    socket: &str,
+    plaintext: bool,
+) -> Result<(Proc, String), String> {
     let mut cmd = Command::new(bin.join("examples").join("demo_peer"));
     cmd.args(["--name", name])
         .arg("--intro")
-        .arg(dir.join("intro.sock"))
+        .arg(dir.join(socket))
         .arg("--key")
         .arg(dir.join(format!("{name}.key")));
+    if plaintext {
+        cmd.arg("--plaintext");
+    }
     let mut p = Proc::start(name, cmd)?;
     let ready = p.expect("registration", |l| l.starts_with("ready "))?;
     Ok((p, ready["ready ".len()..].to_owned()))
@@ -330,11 +368,87 @@ fn scenario(bin: &Path, dir: &Path) -> Result<(), String> {
     say(&mut bob, &mut alice, "reconnected")?;
     say(&mut alice, &mut bob, "welcome back")?;
 
+    lying_servers(bin, dir, &mut n)?;
+
     step(&mut n, "Stop everything");
     for p in [&mut alice, &mut bob, &mut carol] {
         p.send("quit")?;
     }
     drop((alice, bob, carol, daemon2));
     ok("all processes stopped");
+    Ok(())
+}
+
+/// A lying introduction server, first between plaintext peers (it reads
+/// and could change everything), then between encrypted peers (it sees only
+/// ciphertext, and tampering is refused).
+fn lying_servers(bin: &Path, dir: &Path, n: &mut u32) -> Result<(), String> {
+    step(
+        n,
+        "A lying introduction server relays dave -> erin through a socket of its own \
+         (plaintext peers, as the draft and Goblins speak)",
+    );
+    let mut liar = start_liar(bin, dir, "liar.sock", &["--lie", "relay"])?;
+    let (mut dave, _) = start_peer_via(bin, dir, "dave", "liar.sock", true)?;
+    let (mut erin, erin_uri) = start_peer_via(bin, dir, "erin", "liar.sock", true)?;
+    dave.send(&format!("connect {erin_uri}"))?;
+    dave.expect("a connection to erin", |l| l.starts_with("connected erin "))?;
+    erin.expect("a warning that the socket was relayed", |l| {
+        l.starts_with("relayed ")
+    })?;
+    ok("erin sees that the server made the socket (relayed), but plaintext cannot tell more");
+    say(&mut dave, &mut erin, "meet at noon")?;
+    let read = liar.expect("what it read", |l| l.contains("meet at noon"))?;
+    ok(&format!("the lying server read it: {read}"));
+    drop((dave, erin));
+
+    step(
+        n,
+        "The same relay between encrypted peers (the default): it sees only ciphertext",
+    );
+    drain(&mut liar, Duration::from_millis(100));
+    let (mut frank, _) = start_peer_via(bin, dir, "frank", "liar.sock", false)?;
+    let (mut grace, grace_uri) = start_peer_via(bin, dir, "grace", "liar.sock", false)?;
+    frank.send(&format!("connect {grace_uri}"))?;
+    frank.expect("a connection to grace", |l| {
+        l.starts_with("connected grace ")
+    })?;
+    say(&mut frank, &mut grace, "the vault code is 1234")?;
+    say(&mut grace, &mut frank, "noted")?;
+    let seen = drain(&mut liar, Duration::from_millis(300));
+    let relayed: Vec<&String> = seen.iter().filter(|l| l.contains(" -> ")).collect();
+    if relayed.is_empty() {
+        return Err("the lying server relayed nothing".into());
+    }
+    if seen
+        .iter()
+        .any(|l| l.contains("vault") || l.contains("noted"))
+    {
+        return Err(format!("the relay read encrypted traffic: {seen:?}"));
+    }
+    for l in relayed.iter().take(3) {
+        println!("        the lying server saw: {l}");
+    }
+    ok("the messages arrived; the relay saw only ciphertext");
+    drop((frank, grace, liar));
+
+    step(
+        n,
+        "A lying server that flips one bit: the encrypted peers refuse the connection",
+    );
+    let mut tamperer = start_liar(
+        bin,
+        dir,
+        "tamper.sock",
+        &["--lie", "tamper", "--flip", "back:100"],
+    )?;
+    let (mut henry, _) = start_peer_via(bin, dir, "henry", "tamper.sock", false)?;
+    let (_iris, iris_uri) = start_peer_via(bin, dir, "iris", "tamper.sock", false)?;
+    henry.send(&format!("connect {iris_uri}"))?;
+    let refused = henry.expect("the connection refused", |l| {
+        l.starts_with("error connect") && l.contains("could not prove its identity")
+    })?;
+    tamperer.expect("the flipped bit", |l| l.contains("flipped one bit"))?;
+    ok(&format!("henry reports: {refused}"));
     Ok(())
 }

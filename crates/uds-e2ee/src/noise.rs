@@ -123,6 +123,7 @@ impl CipherState {
     /// A copy with the same key and nonce, for the fuzzing drivers (which
     /// start every run from one established session). Never used to send:
     /// two copies sending would reuse nonces.
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn duplicate(&self) -> CipherState {
         CipherState {
             cipher: self.cipher.clone(),

@@ -51,6 +51,7 @@ impl Transport {
 
     /// A copy of the state, for the fuzzing drivers only (see
     /// `CipherState::duplicate`).
+    #[cfg(feature = "fuzzing")]
     pub(crate) fn duplicate(&self) -> Transport {
         Transport {
             send: self.send.duplicate(),

@@ -10,8 +10,11 @@
 //! introduce <name> <uri>           connected <name> <designator> <in|out>
 //! quit                             said <name> <text>
 //!                                  introduced-to <uri> (by <name>)
+//!                                  relayed <designator> (the server made the socket)
 //!                                  closed <name> | error <text>
 //! ```
+//!
+//! Connections are end-to-end encrypted unless `--plaintext` is given.
 //!
 //! On every connection both sides first send `<demo:hello NAME>` (as CapTP
 //! peers both send `op:start-session`), then `<demo:say TEXT>` or
@@ -148,12 +151,13 @@ fn spawn_connect(net: &UdsNetlayer, uri: &str, me: &str, events: &mpsc::Sender<E
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let (mut name, mut intro, mut key) = (None, None, None);
+    let (mut name, mut intro, mut key, mut plaintext) = (None, None, None, false);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--name" => name = args.next(),
             "--intro" => intro = args.next().map(PathBuf::from),
             "--key" => key = args.next().map(PathBuf::from),
+            "--plaintext" => plaintext = true,
             other => return Err(format!("unknown argument {other:?}").into()),
         }
     }
@@ -163,14 +167,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(k) => Identity::load_or_generate(&k)?.0,
         None => Identity::generate(),
     };
-    let net = UdsNetlayer::builder()
+    let mut builder = UdsNetlayer::builder()
         .identity(Arc::new(identity))
         .intro_path(intro)
         .backoff(
             std::time::Duration::from_millis(50),
             std::time::Duration::from_millis(500),
-        )
-        .build()?;
+        );
+    if plaintext {
+        builder = builder.plaintext();
+    }
+    let net = builder.build()?;
     net.registered().await;
     println!("ready {}", net.location());
 
@@ -222,7 +229,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             conn = net.accept() => {
                 let conn = conn?;
                 if conn.info().relayed {
-                    println!("error {} arrived through a relaying server", conn.peer().designator());
+                    println!("relayed {}", conn.peer().designator());
                 }
                 tokio::spawn(run_connection(name.clone(), conn, events_tx.clone()));
             }

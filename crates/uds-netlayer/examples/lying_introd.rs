@@ -62,7 +62,7 @@ pub enum Lie {
         offset: u64,
     },
     /// Rewrite `from`.
-    LieFrom,
+    WrongFrom,
     /// Answer the dialer ourselves.
     Impersonate,
     /// Relay once, then replay the dialer's bytes.
@@ -122,7 +122,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 offset: n.parse().map_err(|_| "--flip offset is a number")?,
             }
         }
-        "lie-from" => Lie::LieFrom,
+        "lie-from" => Lie::WrongFrom,
         "impersonate" => Lie::Impersonate,
         "replay" => Lie::Replay,
         "cut" => Lie::Cut {
@@ -258,11 +258,11 @@ async fn introduce(record: NewConnection, dialer: OwnedFd, state: Arc<State>) {
             say(format!("answering {from} myself, pretending to be {to}"));
             impersonate(record, dialer, &state).await;
         }
-        Lie::Honest | Lie::LieFrom => {
+        Lie::Honest | Lie::WrongFrom => {
             let Some(target) = target_of(&record, &state).await else {
                 return;
             };
-            let record = if state.opts.lie == Lie::LieFrom {
+            let record = if state.opts.lie == Lie::WrongFrom {
                 say(format!(
                     "telling {to} that {} dialed it (it was {from})",
                     state.stranger
@@ -359,11 +359,6 @@ async fn pump(
             stop = true;
         }
         offset += n as u64;
-        say(format!(
-            "{arrow}: {} bytes: {}",
-            chunk.len(),
-            preview(&chunk)
-        ));
         if let Some(path) = &state.opts.record
             && let Ok(mut f) = std::fs::OpenOptions::new()
                 .create(true)
@@ -372,6 +367,11 @@ async fn pump(
         {
             let _ = f.write_all(&chunk);
         }
+        say(format!(
+            "{arrow}: {} bytes: {}",
+            chunk.len(),
+            preview(&chunk)
+        ));
         seen.extend_from_slice(&chunk);
         if to.write_all(&chunk).await.is_err() {
             break;
@@ -433,10 +433,11 @@ async fn impersonate(record: NewConnection, dialer: OwnedFd, state: &State) {
         return;
     };
     if uds_e2ee::is_e2ee_first_byte(first) {
-        // The best a liar can do: a handshake with its own key.
-        let local = Arc::new(uds_e2ee::LocalStatic::generate(&state.identity));
-        match uds_e2ee::accept(stream, local, from).await {
-            Ok(_) => say("the dialer accepted my identity".into()),
+        // The best a liar can do: the dialer's own prologue (naming the
+        // target), but its own key and identity record, since it cannot
+        // sign as the target.
+        match pretend(stream, from, record.to.designator_key(), state).await {
+            Ok(()) => say("the dialer accepted my identity".into()),
             Err(e) => say(format!("the dialer refused me: {e}")),
         }
     } else {
@@ -452,6 +453,44 @@ async fn impersonate(record: NewConnection, dialer: OwnedFd, state: &State) {
             say(format!("read from the dialer: {}", preview(&buf[..n])));
         }
     }
+}
+
+/// Answers the dialer's e2ee handshake as the target would, with our own
+/// static key and identity record.
+async fn pretend(
+    mut stream: UnixStream,
+    from: Designator,
+    target: Result<Designator, uds_syrup::WireError>,
+    state: &State,
+) -> std::io::Result<()> {
+    let target = target.map_err(std::io::Error::other)?;
+    // Fresh random bytes for our static key (the designator of a new
+    // identity is 32 random bytes).
+    let secret = *Identity::generate().designator().key_bytes();
+    let local = uds_e2ee::LocalStatic::from_secret_bytes(&state.identity, secret);
+    let prologue = uds_e2ee::prologue(&from, &target);
+    let mut hs = uds_e2ee::noise::HandshakeState::new(false, &prologue, secret, None);
+    let mut payload = Vec::new();
+    let msg1 = read_message(&mut stream).await?;
+    hs.read_message(&msg1, &mut payload)
+        .map_err(std::io::Error::other)?;
+    let mut msg2 = Vec::new();
+    hs.write_message(local.identity_record(), &mut msg2)
+        .map_err(std::io::Error::other)?;
+    stream.write_all(&(msg2.len() as u16).to_be_bytes()).await?;
+    stream.write_all(&msg2).await?;
+    let msg3 = read_message(&mut stream).await?;
+    hs.read_message(&msg3, &mut payload)
+        .map_err(std::io::Error::other)
+}
+
+/// One length-prefixed handshake message.
+async fn read_message(stream: &mut UnixStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let mut msg = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut msg).await?;
+    Ok(msg)
 }
 
 /// The first byte the dialer sent (left unread).

@@ -261,9 +261,8 @@ impl Builder {
         self
     }
 
-    /// How long [`UdsNetlayer::connect`] waits for the peer: for its
-    /// handshake (encrypted mode) or its first byte (plaintext mode)
-    /// (default 10 s).
+    /// How long [`UdsNetlayer::connect`] waits for the peer's handshake in
+    /// encrypted mode (default 10 s).
     pub fn answer_timeout(mut self, timeout: Duration) -> Builder {
         self.settings.answer_timeout = timeout;
         self

@@ -116,8 +116,8 @@ pub enum AttemptError {
     /// The peer did not answer in time.
     #[error("the peer did not answer within {0:?}")]
     NoAnswer(Duration),
-    /// The connection failed while waiting for the answer.
-    #[error("waiting for the answer: {0}")]
+    /// The connection failed during the handshake.
+    #[error("during the handshake: {0}")]
     Io(Arc<io::Error>),
     /// The e2ee handshake failed: the peer could not prove its identity
     /// (a lying or tampering introduction server, or the wrong peer).

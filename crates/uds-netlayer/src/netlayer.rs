@@ -118,7 +118,7 @@ pub struct ServerState {
 /// println!("reach me at {}", net.location());
 ///
 /// let peer: uds_syrup::Locator = "ocapn://25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena.unix-domain-socket?hvabpq7iioevvevxbktu2g36xsojqlgpf3cjndgazvk7ckxumyga=1".parse()?;
-/// let mut conn = net.dial(&peer).await?;
+/// let mut conn = net.connect(&peer).await?;
 /// conn.write_all(b"hello").await?;
 ///
 /// let mut incoming = net.accept().await?;
@@ -210,19 +210,23 @@ impl UdsNetlayer {
         self.inner.changed.subscribe()
     }
 
-    /// Connects to `peer` and waits until it answers.
+    /// Connects to `peer`.
     ///
     /// Picks a server we are registered with that is in the peer's hints
     /// (any of ours if the locator has no hints) and passes it one end of a
-    /// new socketpair. In encrypted mode (the default) it then runs the e2ee
-    /// handshake and returns once the peer has proven its designator; in
-    /// plaintext mode it waits for the peer's first byte (left unread):
-    /// OCapN peers both speak first (`op:start-session`), so an answer comes
-    /// at once. Both wait up to the answer timeout. If the server closes the
-    /// socket instead (it could not deliver it), or the handshake through it
-    /// fails (a lying server), the next shared server is tried, and the
-    /// error lists every attempt. For plaintext protocols where only the
-    /// dialer speaks first, use [`UdsNetlayer::dial`].
+    /// new socketpair.
+    ///
+    /// * **Encrypted mode** (the default): runs the e2ee handshake and
+    ///   returns once the peer has proven its designator, within the answer
+    ///   timeout. If the server closes the socket instead (it could not
+    ///   deliver it), or the handshake through it fails (a lying server), the
+    ///   next shared server is tried, and the error lists every attempt.
+    /// * **Plaintext mode**: returns once the server has taken the socket:
+    ///   nothing can prove that a plaintext peer was reached until it sends
+    ///   something (an accepting netlayer waits for the dialer's first byte
+    ///   to tell plaintext from e2ee, so the dialer must not wait for the
+    ///   acceptor's). If the server cannot deliver the socket, the
+    ///   connection reads end of stream after the server's park timeout.
     ///
     /// # Cancel safety
     ///
@@ -231,20 +235,7 @@ impl UdsNetlayer {
     /// receives a connection whose other end is closed (it reads end of
     /// stream at once).
     pub async fn connect(&self, peer: &Locator) -> Result<Connection, NetlayerError> {
-        self.open(peer, true).await
-    }
-
-    /// Connects to `peer` without waiting for an answer: returns once a
-    /// server has taken the socket. If that server cannot deliver it, the
-    /// connection reads end of stream after the server's park timeout. In
-    /// encrypted mode there is no connection before the handshake, so this
-    /// is [`UdsNetlayer::connect`].
-    ///
-    /// # Cancel safety
-    ///
-    /// As for [`UdsNetlayer::connect`].
-    pub async fn dial(&self, peer: &Locator) -> Result<Connection, NetlayerError> {
-        self.open(peer, false).await
+        self.open(peer).await
     }
 
     /// The next incoming connection.
@@ -263,7 +254,7 @@ impl UdsNetlayer {
             .ok_or(NetlayerError::Closed)
     }
 
-    async fn open(&self, peer: &Locator, wait_answer: bool) -> Result<Connection, NetlayerError> {
+    async fn open(&self, peer: &Locator) -> Result<Connection, NetlayerError> {
         let target = peer
             .designator_key()
             .map_err(|source| NetlayerError::BadLocator {
@@ -300,7 +291,7 @@ impl UdsNetlayer {
         }
         let mut attempts = Vec::new();
         for reg in candidates {
-            match self.open_via(reg, peer, wait_answer).await {
+            match self.open_via(reg, peer).await {
                 Ok(c) => return Ok(c),
                 Err(error) => {
                     tracing::info!(peer = %target, server = %reg.server, "connection attempt failed: {error}");
@@ -314,12 +305,7 @@ impl UdsNetlayer {
         Err(NetlayerError::Unreachable { target, attempts })
     }
 
-    async fn open_via(
-        &self,
-        reg: &Registered,
-        peer: &Locator,
-        wait_answer: bool,
-    ) -> Result<Connection, AttemptError> {
+    async fn open_via(&self, reg: &Registered, peer: &Locator) -> Result<Connection, AttemptError> {
         let (ours, theirs) =
             uds_fdpass::socketpair().map_err(|e| AttemptError::Socket(Arc::new(e)))?;
         let record = NewConnection {
@@ -350,9 +336,9 @@ impl UdsNetlayer {
             identity_proven: false,
             handshake_hash: None,
         };
-        let timeout = self.inner.settings.answer_timeout;
         #[cfg(feature = "e2ee")]
         if self.inner.settings.security == Security::Encrypted {
+            let timeout = self.inner.settings.answer_timeout;
             let to = peer.designator_key().map_err(|e| {
                 AttemptError::Io(Arc::new(std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
@@ -370,11 +356,6 @@ impl UdsNetlayer {
             info.identity_proven = true;
             info.handshake_hash = Some(stream.info().handshake_hash);
             return Ok(Connection::new(Stream::Encrypted(Box::new(stream)), info));
-        }
-        if wait_answer {
-            tokio::time::timeout(timeout, wait_for_answer(&stream))
-                .await
-                .map_err(|_| AttemptError::NoAnswer(timeout))??;
         }
         Ok(Connection::new(Stream::Plain(stream), info))
     }
@@ -400,14 +381,5 @@ pub(crate) async fn peek_first_byte(stream: &UnixStream) -> std::io::Result<Opti
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
-    }
-}
-
-/// Waits until the peer has sent a byte (left unread) or closed.
-async fn wait_for_answer(stream: &UnixStream) -> Result<(), AttemptError> {
-    match peek_first_byte(stream).await {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(AttemptError::NotDelivered),
-        Err(e) => Err(AttemptError::Io(Arc::new(e))),
     }
 }

@@ -47,7 +47,7 @@ fn cancelled_dials_never_corrupt_the_link() {
         let target = bloated(&Locator::unix(Identity::generate().designator()), 60);
         let mut cancelled = 0;
         for _ in 0..12 {
-            match tokio::time::timeout(Duration::from_millis(30), net.dial(&target)).await {
+            match tokio::time::timeout(Duration::from_millis(30), net.connect(&target)).await {
                 Ok(conn) => drop(conn.unwrap()),
                 Err(_) => cancelled += 1,
             }
@@ -55,7 +55,7 @@ fn cancelled_dials_never_corrupt_the_link() {
         assert!(cancelled > 0, "the socket buffer never filled");
         server.observed.gate.notify_one();
         // Every dial that reached the writer goes through whole.
-        let conn = tokio::time::timeout(PATIENCE, net.dial(&target))
+        let conn = tokio::time::timeout(PATIENCE, net.connect(&target))
             .await
             .expect("the link is wedged")
             .unwrap();
@@ -90,7 +90,7 @@ fn a_server_that_stops_reading_fails_dials_in_bounded_time() {
         let target = bloated(&Locator::unix(Identity::generate().designator()), 60);
         let mut failed = None;
         for _ in 0..20 {
-            match tokio::time::timeout(PATIENCE, net.dial(&target))
+            match tokio::time::timeout(PATIENCE, net.connect(&target))
                 .await
                 .expect("a dial hung on a server that does not read")
             {
@@ -110,7 +110,7 @@ fn a_server_that_stops_reading_fails_dials_in_bounded_time() {
             other => panic!("{other}"),
         }
         // The link was closed; later dials fail at once, they do not wait.
-        let later = tokio::time::timeout(PATIENCE, net.dial(&target))
+        let later = tokio::time::timeout(PATIENCE, net.connect(&target))
             .await
             .expect("a later dial hung");
         assert!(later.is_err());
@@ -141,7 +141,7 @@ fn a_slow_accept_does_not_get_the_netlayer_disconnected() {
         let stable = generation(&b);
         let target = b.location();
         for _ in 0..1500 {
-            drop(a.dial(&target).await.unwrap());
+            drop(a.connect(&target).await.unwrap());
         }
         // Everything reached b: two wait for accept, the rest were closed.
         let start = std::time::Instant::now();
@@ -157,9 +157,10 @@ fn a_slow_accept_does_not_get_the_netlayer_disconnected() {
         drop(b.accept().await.unwrap());
         drop(b.accept().await.unwrap());
         // And it still accepts new connections.
-        let (_dialed, _accepted) = tokio::join!(async { a.dial(&target).await.unwrap() }, async {
-            b.accept().await.unwrap()
-        });
+        let (_dialed, _accepted) =
+            tokio::join!(async { a.connect(&target).await.unwrap() }, async {
+                b.accept().await.unwrap()
+            });
         assert_eq!(generation(&b), stable);
     });
 }
@@ -184,9 +185,10 @@ fn a_larger_daemon_limit_does_not_drop_netlayer_links() {
         registered_with(&b, 1).await;
         let stable = generation(&b);
         let target = bloated(&b.location(), 100);
-        let (_dialed, accepted) = tokio::join!(async { a.dial(&target).await.unwrap() }, async {
-            b.accept().await.unwrap()
-        });
+        let (_dialed, accepted) =
+            tokio::join!(async { a.connect(&target).await.unwrap() }, async {
+                b.accept().await.unwrap()
+            });
         assert_eq!(accepted.peer(), &a.location());
         assert_eq!(generation(&b), stable, "b's link stayed up");
         // The limits are configurable for servers that send more.
@@ -343,13 +345,13 @@ fn an_echo_peer_survives_bursts() {
         for _ in 0..3 {
             let mut conns = Vec::new();
             for _ in 0..3000 {
-                conns.push(a.dial(&target).await.unwrap());
+                conns.push(a.connect(&target).await.unwrap());
             }
             drop(conns);
         }
         // Still there: an echo round trip.
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut conn = a.dial(&target).await.unwrap();
+        let mut conn = a.connect(&target).await.unwrap();
         conn.write_all(b"still here").await.unwrap();
         let mut buf = [0u8; 10];
         tokio::time::timeout(PATIENCE, conn.read_exact(&mut buf))

@@ -114,7 +114,7 @@ fn dial_does_not_wait_for_an_answer() {
         let d = Daemon::start(dir.path(), "intro", &[]);
         let (a, b) = registered_pair(&[&d.socket], 1).await;
         // The dialer speaks first: connect would wait, dial does not.
-        let mut conn = a.dial(&b.location()).await.unwrap();
+        let mut conn = a.connect(&b.location()).await.unwrap();
         conn.write_all(b"first").await.unwrap();
         let mut incoming = b.accept().await.unwrap();
         let mut buf = [0u8; 5];

@@ -232,7 +232,7 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         (Command::Connect { .. }, Some(peer)) => {
             if cli.plaintext {
                 // Only an answer shows that a plaintext peer was reached.
-                let conn = net.dial(&peer).await?;
+                let conn = net.connect(&peer).await?;
                 bridge(conn, (!timeout.is_zero()).then_some(timeout)).await
             } else {
                 let conn = net.connect(&peer).await?;
