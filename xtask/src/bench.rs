@@ -31,6 +31,9 @@ enum Rule {
     MinThroughputRatio(f64),
     /// mean time of `name` at most this many nanoseconds.
     MaxTimeNs(f64),
+    /// mean time of `name` / mean time of the named other function of the
+    /// same group.
+    MaxTimeRatioTo(&'static str, f64),
     /// a metric at least this value.
     MinMetric(f64),
     /// a metric at most this value.
@@ -71,10 +74,22 @@ const BUDGETS: &[Budget] = &[
         rule: Rule::MaxTimeRatio(1.5),
     },
     Budget {
-        what: "connect + first round trip, e2ee",
+        what: "64-byte message round trip, e2ee",
+        group: "netlayer/roundtrip-64",
+        name: "netlayer-e2ee",
+        rule: Rule::MaxTimeRatio(1.5),
+    },
+    Budget {
+        what: "connect + first round trip, e2ee (absolute)",
         group: "netlayer/connect",
         name: "netlayer-e2ee",
         rule: Rule::MaxTimeNs(1_000_000.0),
+    },
+    Budget {
+        what: "connect + first round trip, e2ee vs plaintext",
+        group: "netlayer/connect",
+        name: "netlayer-e2ee",
+        rule: Rule::MaxTimeRatioTo("netlayer", 2.0),
     },
     Budget {
         what: "bulk throughput, e2ee",
@@ -139,19 +154,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         // Results of earlier runs must not mix with this one.
         let _ = std::fs::remove_dir_all(&metrics_dir);
         std::fs::create_dir_all(&metrics_dir).map_err(|e| format!("{metrics_dir:?}: {e}"))?;
+        let targets = bench_targets(&root, &packages)?;
+        if targets.is_empty() {
+            return Err("no benchmark targets found".into());
+        }
         let mut cmd = Command::new(cargo());
-        cmd.current_dir(&root).arg("bench");
-        if packages.is_empty() {
-            cmd.arg("--workspace");
-        }
-        for p in &packages {
-            cmd.args(["-p", p]);
-        }
-        cmd.arg("--benches")
+        cmd.current_dir(&root)
+            .args(bench_args(&targets, quick))
             .env("OCAPN_BENCH_REPORT_DIR", &metrics_dir);
-        if quick {
-            cmd.args(["--", "--warm-up-time", "1", "--measurement-time", "2"]);
-        }
         eprintln!("xtask bench: running the benchmarks (this takes several minutes)...");
         let status = cmd
             .status()
@@ -172,6 +182,53 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     write_report(&path, &report)?;
     eprintln!("xtask bench: wrote {}", path.display());
     Ok(())
+}
+
+/// The benchmark targets (package, bench name) of the workspace, or of
+/// `packages`.
+fn bench_targets(root: &Path, packages: &[String]) -> Result<Vec<(String, String)>, String> {
+    let out = Command::new(cargo())
+        .current_dir(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    let json: Json =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))?;
+    let mut found = Vec::new();
+    for pkg in json["packages"].as_array().into_iter().flatten() {
+        let name = pkg["name"].as_str().unwrap_or_default();
+        if !packages.is_empty() && !packages.iter().any(|p| p == name) {
+            continue;
+        }
+        for t in pkg["targets"].as_array().into_iter().flatten() {
+            let is_bench = t["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bench"));
+            if is_bench && let Some(b) = t["name"].as_str() {
+                found.push((name.to_owned(), b.to_owned()));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The `cargo bench` arguments: each benchmark target by name (never
+/// `--benches`, which also runs the libraries' and binaries' libtest
+/// harnesses, which refuse criterion's options), then criterion's options.
+fn bench_args(targets: &[(String, String)], quick: bool) -> Vec<String> {
+    let mut args = vec!["bench".to_owned()];
+    let mut packages: Vec<&str> = targets.iter().map(|(p, _)| p.as_str()).collect();
+    packages.dedup();
+    for p in packages {
+        args.extend(["-p".to_owned(), p.to_owned()]);
+    }
+    for (_, b) in targets {
+        args.extend(["--bench".to_owned(), b.clone()]);
+    }
+    if quick {
+        args.extend(["--", "--warm-up-time", "1", "--measurement-time", "2"].map(str::to_owned));
+    }
+    args
 }
 
 fn target_dir(root: &Path) -> Result<PathBuf, String> {
@@ -386,6 +443,14 @@ fn judge(b: &Budget, c: &Groups<Measured>, m: &Groups<Metric>) -> Option<(String
             let t = get(b.name)?.mean_ns;
             (fmt_time(t), format!("≤ {}", fmt_time(limit)), t <= limit)
         }
+        Rule::MaxTimeRatioTo(other, limit) => {
+            let r = get(b.name)?.mean_ns / get(other)?.mean_ns;
+            (
+                format!("{r:.2}× `{other}`"),
+                format!("≤ {limit}×"),
+                r <= limit,
+            )
+        }
         Rule::MinMetric(limit) => {
             let x = m.get(b.group)?.get(b.name)?;
             (
@@ -471,4 +536,39 @@ fn write_report(path: &Path, report: &str) -> Result<(), String> {
         _ => format!("{}\n{report}", old.trim_end()),
     };
     std::fs::write(path, new).map_err(|e| format!("{path:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cargo xtask bench --quick` failed: `--benches` also ran the
+    /// libraries' libtest harness, which rejected `--warm-up-time`.
+    #[test]
+    fn quick_runs_only_benchmark_targets() {
+        let targets = vec![
+            ("uds-syrup".to_owned(), "syrup".to_owned()),
+            ("uds-netlayer".to_owned(), "netlayer".to_owned()),
+        ];
+        let args = bench_args(&targets, true);
+        assert!(!args.iter().any(|a| a == "--benches"), "{args:?}");
+        let joined = args.join(" ");
+        assert!(joined.contains("--bench syrup"), "{joined}");
+        assert!(joined.contains("--bench netlayer"), "{joined}");
+        assert!(
+            joined.ends_with("-- --warm-up-time 1 --measurement-time 2"),
+            "{joined}"
+        );
+    }
+
+    #[test]
+    fn the_workspace_has_benchmarks_and_no_library_among_them() {
+        let targets = bench_targets(&crate::workspace_root(), &[]).unwrap();
+        assert!(
+            targets
+                .iter()
+                .any(|(p, b)| p == "uds-introd" && b == "load")
+        );
+        assert!(targets.iter().all(|(p, b)| p != b), "{targets:?}");
+    }
 }

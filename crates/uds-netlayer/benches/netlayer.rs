@@ -1,11 +1,14 @@
 //! The netlayer against baselines measured in the same run (DESIGN §7):
 //!
 //! * `netlayer/roundtrip-64`: a 64-byte message and its echo over an
-//!   established connection, against a raw `socketpair`;
-//! * `netlayer/bulk`: 1 MiB in 64 KiB writes over an established connection,
-//!   against a raw `socketpair`;
-//! * `netlayer/connect`: connect, the peer's answer, and a first 64-byte
-//!   round trip, through the real `uds-introd`, against a minimal
+//!   established connection, plaintext (`netlayer`) and end-to-end
+//!   encrypted (`netlayer-e2ee`), against a raw `socketpair`;
+//! * `netlayer/bulk`: 1 MiB in 64 KiB writes over an established plaintext
+//!   connection, against a raw `socketpair` (the e2ee bulk figure is
+//!   `uds-e2ee`'s benchmark, against ChaCha20-Poly1305 itself);
+//! * `netlayer/connect`: connect and a first 64-byte round trip, plaintext
+//!   and encrypted (the handshake included), through the real `uds-introd`,
+//!   against a minimal
 //!   fd-forwarding broker written directly on nix (one `recvmsg` and one
 //!   `sendmsg` per connection, no registration, no checks). Both brokers run
 //!   as separate processes; the peers run in this process on the same
@@ -69,6 +72,7 @@ fn ping64(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
     Box::pin(async move {
         s.write_all(&[7u8; 64]).await.unwrap();
+        s.flush().await.unwrap();
         let mut buf = [0u8; 64];
         s.read_exact(&mut buf).await.unwrap();
         black_box(buf);
@@ -87,7 +91,7 @@ fn runtime() -> tokio::runtime::Runtime {
 async fn echo64<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S) {
     let mut buf = [0u8; 64];
     while s.read_exact(&mut buf).await.is_ok() {
-        if s.write_all(&buf).await.is_err() {
+        if s.write_all(&buf).await.is_err() || s.flush().await.is_err() {
             return;
         }
     }
@@ -113,28 +117,31 @@ async fn sink<S: tokio::io::AsyncRead + Unpin>(mut s: S, done: tokio::sync::mpsc
     }
 }
 
-/// A connection from `a` to `b`, answered (the answer byte consumed).
+/// A connection from `a` to `b`. The dialer speaks first (an accepting
+/// netlayer tells plaintext from e2ee by the first byte); the byte is
+/// consumed.
 async fn connected(
     a: &UdsNetlayer,
     b: &UdsNetlayer,
 ) -> (uds_netlayer::Connection, uds_netlayer::Connection) {
     let target = b.location();
-    let accept = async {
-        let mut c = b.accept().await.unwrap();
-        c.write_all(b"!").await.unwrap();
-        c
-    };
-    let (dialed, accepted) = tokio::join!(a.connect(&target), accept);
-    let mut dialed = dialed.unwrap();
+    let mut dialed = a.connect(&target).await.unwrap();
+    dialed.write_all(b"!").await.unwrap();
+    dialed.flush().await.unwrap();
+    let mut accepted = b.accept().await.unwrap();
     let mut one = [0u8; 1];
-    dialed.read_exact(&mut one).await.unwrap();
+    accepted.read_exact(&mut one).await.unwrap();
     (dialed, accepted)
 }
 
-/// Two netlayers registered with the server at `socket`.
-async fn two_netlayers(socket: &Path) -> (UdsNetlayer, UdsNetlayer) {
-    let a = UdsNetlayer::builder().intro_path(socket).build().unwrap();
-    let b = UdsNetlayer::builder().intro_path(socket).build().unwrap();
+/// Two netlayers registered with the server at `socket`, plaintext or
+/// end-to-end encrypted.
+async fn two_netlayers(socket: &Path, e2ee: bool) -> (UdsNetlayer, UdsNetlayer) {
+    let build = || {
+        let b = UdsNetlayer::builder().intro_path(socket);
+        if e2ee { b } else { b.plaintext() }.build().unwrap()
+    };
+    let (a, b) = (build(), build());
     a.registered().await;
     b.registered().await;
     (a, b)
@@ -144,26 +151,32 @@ fn established(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let mut daemon = start_introd(dir.path());
-    let (a, b) = rt.block_on(two_netlayers(&dir.path().join("intro.sock")));
-    // A netlayer connection pair, and a raw pair.
+    let socket = dir.path().join("intro.sock");
+    let (a, b) = rt.block_on(two_netlayers(&socket, false));
+    let (ea, eb) = rt.block_on(two_netlayers(&socket, true));
+    // Netlayer connection pairs (plaintext, encrypted), and a raw pair.
     let (ours, theirs) = rt.block_on(connected(&a, &b));
+    let (sealed, sealed_theirs) = rt.block_on(connected(&ea, &eb));
     let (raw_a, raw_b) = rt.block_on(async { UnixStream::pair().unwrap() });
 
     let mut g = c.benchmark_group("netlayer/roundtrip-64");
     rt.spawn(echo64(raw_b));
     rt.spawn(echo64(theirs));
+    rt.spawn(echo64(sealed_theirs));
     let mut raw_a: Stream = Some(Box::new(raw_a));
     let mut ours: Stream = Some(Box::new(ours));
+    let mut sealed: Stream = Some(Box::new(sealed));
     for (name, stream) in [
         ("baseline", &mut raw_a as &mut Stream),
         ("netlayer", &mut ours),
+        ("netlayer-e2ee", &mut sealed),
     ] {
         g.bench_function(name, |bch| {
             bch.iter_custom(|iters| in_task(&rt, stream, iters, ping64))
         });
     }
     g.finish();
-    drop((raw_a, ours));
+    drop((raw_a, ours, sealed));
 
     // Bulk: fresh pairs whose other end only reads.
     let mut g = c.benchmark_group("netlayer/bulk");
@@ -331,8 +344,7 @@ fn connect(c: &mut Criterion) {
             buf.clear();
             for fd in got.fds {
                 tokio::spawn(async move {
-                    let mut s = uds_fdpass::FdStream::try_from_fd(fd).unwrap().into_inner();
-                    s.write_all(b"!").await.unwrap();
+                    let s = uds_fdpass::FdStream::try_from_fd(fd).unwrap().into_inner();
                     echo64(s).await;
                 });
             }
@@ -357,8 +369,6 @@ fn connect(c: &mut Criterion) {
                             })
                             .unwrap(),
                         );
-                        let mut one = [0u8; 1];
-                        s.read_exact(&mut one).await.unwrap();
                         ping64(&mut s).await;
                     }
                     start.elapsed()
@@ -372,40 +382,38 @@ fn connect(c: &mut Criterion) {
     broker.kill().ok();
     broker.wait().ok();
 
-    // The netlayer through uds-introd.
+    // The netlayer through uds-introd, plaintext and encrypted.
     let mut daemon = start_introd(dir.path());
-    let (a, b) = rt.block_on(two_netlayers(&dir.path().join("intro.sock")));
-    let b2 = b.clone();
-    rt.spawn(async move {
-        while let Ok(mut conn) = b2.accept().await {
-            tokio::spawn(async move {
-                conn.write_all(b"!").await.unwrap();
-                echo64(conn).await;
-            });
-        }
-    });
-    let target = b.location();
-    g.bench_function("netlayer", |bch| {
-        bch.iter_custom(|iters| {
-            let (a, target) = (a.clone(), target.clone());
-            rt.block_on(async {
-                tokio::spawn(async move {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let mut s: Box<dyn Io> = Box::new(a.connect(&target).await.unwrap());
-                        let mut one = [0u8; 1];
-                        s.read_exact(&mut one).await.unwrap();
-                        ping64(&mut s).await;
-                    }
-                    start.elapsed()
+    let socket = dir.path().join("intro.sock");
+    for (name, e2ee) in [("netlayer", false), ("netlayer-e2ee", true)] {
+        let (a, b) = rt.block_on(two_netlayers(&socket, e2ee));
+        let b2 = b.clone();
+        rt.spawn(async move {
+            while let Ok(conn) = b2.accept().await {
+                tokio::spawn(echo64(conn));
+            }
+        });
+        let target = b.location();
+        g.bench_function(name, |bch| {
+            bch.iter_custom(|iters| {
+                let (a, target) = (a.clone(), target.clone());
+                rt.block_on(async {
+                    tokio::spawn(async move {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let mut s: Box<dyn Io> = Box::new(a.connect(&target).await.unwrap());
+                            ping64(&mut s).await;
+                        }
+                        start.elapsed()
+                    })
+                    .await
+                    .unwrap()
                 })
-                .await
-                .unwrap()
             })
-        })
-    });
+        });
+        drop((a, b));
+    }
     g.finish();
-    drop((a, b));
     daemon.kill().ok();
     daemon.wait().ok();
 }
