@@ -191,12 +191,27 @@ impl Identity {
     }
 
     /// Loads the key at `path`, or creates it there if the file does not
-    /// exist. The flag says whether it was created.
+    /// exist, creating missing parent directories with mode 0700 (as
+    /// `~/.local/state/ocapn/` on a fresh account). The flag says whether it
+    /// was created.
     pub fn load_or_generate(path: &Path) -> Result<(Identity, bool), IdentityError> {
         match Identity::load(path) {
             Err(IdentityError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::NotFound =>
             {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                    && !dir.exists()
+                {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(dir)
+                        .map_err(|source| IdentityError::Io {
+                            path: dir.to_owned(),
+                            source,
+                        })?;
+                }
                 let id = Identity::generate();
                 match id.save(path) {
                     Ok(()) => Ok((id, true)),

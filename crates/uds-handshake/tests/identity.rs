@@ -23,6 +23,25 @@ fn save_and_load_round_trip_with_mode_0600() {
     assert_eq!(Identity::load(&path).unwrap().designator(), id.designator());
 }
 
+/// A fresh account has no `~/.local/state/ocapn`: the missing directories
+/// are created, private.
+#[test]
+fn load_or_generate_creates_missing_directories_0700() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".local/state/ocapn/introd.key");
+    let (id, created) = Identity::load_or_generate(&path).unwrap();
+    assert!(created);
+    for d in [".local", ".local/state", ".local/state/ocapn"] {
+        let mode = std::fs::metadata(dir.path().join(d))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "{d}");
+    }
+    assert_eq!(Identity::load(&path).unwrap().designator(), id.designator());
+}
+
 #[test]
 fn load_or_generate_creates_once_then_reuses() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,21 +20,27 @@ use uds_syrup::{
 
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// The `uds-introd` binary of this workspace (built if missing).
+/// The `uds-introd` binary of this workspace, built (or brought up to
+/// date) once per test process: `cargo test -p uds-netlayer` alone would
+/// otherwise run a stale one.
 pub fn introd_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let exe = std::env::current_exe().unwrap();
         let dir = exe.parent().unwrap().parent().unwrap().to_owned();
-        let bin = dir.join("uds-introd");
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "uds-introd", "--bin", "uds-introd"])
-                .status()
-                .expect("cargo build uds-introd");
-            assert!(status.success(), "building uds-introd failed");
-        }
-        bin
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "uds-introd",
+                "--bin",
+                "uds-introd",
+            ])
+            .status()
+            .expect("cargo build uds-introd");
+        assert!(status.success(), "building uds-introd failed");
+        dir.join("uds-introd")
     })
     .clone()
 }
