@@ -72,3 +72,8 @@ pub use keys::{
     verifying_key,
 };
 pub use server::{Registered, ServerHandshake, ServerStep};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -51,3 +51,8 @@ pub use config::{Config, Limits, Policy};
 pub use listen::{ListenAddr, ListenError, Listener, default_socket_path, ensure_private_dir};
 pub use server::{PeerStatus, Server, Status};
 pub use stats::{Counters, Reason};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

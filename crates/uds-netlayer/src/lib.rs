@@ -113,3 +113,8 @@ impl Netlayer for UdsNetlayer {
         UdsNetlayer::accept(self).await
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
