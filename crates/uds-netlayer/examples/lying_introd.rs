@@ -9,7 +9,7 @@
 //! | `honest` | passes the dialer's socket, as an introduction server should |
 //! | `relay` | keeps the dialer's socket, gives the target one of its own, and copies the bytes between them, printing what it sees |
 //! | `tamper` | the same, flipping one bit (`--flip out:N` or `--flip back:N`: byte N of what the dialer sends, or of what comes back) |
-//! | `lie-from` | passes the real socket but tells the target the dialer is someone else |
+//! | `wrong-from` | passes the real socket but tells the target the dialer is someone else |
 //! | `impersonate` | keeps the dialer's socket and answers it itself, pretending to be the target |
 //! | `replay` | relays the first connection, recording what the dialer sent, then replays it to the target as a new connection |
 //! | `cut` | relays, then cuts both sides after `--cut-after N` bytes from the dialer |
@@ -122,7 +122,7 @@ pub fn parse(args: &[String]) -> Result<Options, String> {
                 offset: n.parse().map_err(|_| "--flip offset is a number")?,
             }
         }
-        "lie-from" => Lie::WrongFrom,
+        "wrong-from" => Lie::WrongFrom,
         "impersonate" => Lie::Impersonate,
         "replay" => Lie::Replay,
         "cut" => Lie::Cut {
@@ -166,7 +166,7 @@ struct State {
     identity: Arc<Identity>,
     peers: Peers,
     opts: Options,
-    /// A stranger to name in `lie-from`.
+    /// A stranger to name in `wrong-from`.
     stranger: Designator,
     /// What the dialer sent over the first relayed connection (`replay`).
     recorded: Mutex<Option<(NewConnection, Vec<u8>)>>,

@@ -331,7 +331,7 @@ fn a_flipped_bit_is_never_delivered() {
 fn a_lie_about_from_is_caught() {
     no_leak(|| async {
         let dir = private_dir();
-        let liar = Liar::start(dir.path(), "lie-from", &["--lie", "lie-from"]);
+        let liar = Liar::start(dir.path(), "wrong-from", &["--lie", "wrong-from"]);
         let (a, b) = pair(&[&liar.socket], false).await;
         let err = open(&a, &b, false).await.unwrap_err();
         // The two ends disagree on who dialed: message 2 does not decrypt.
@@ -343,7 +343,7 @@ fn a_lie_about_from_is_caught() {
     });
     no_leak(|| async {
         let dir = private_dir();
-        let liar = Liar::start(dir.path(), "lie-from", &["--lie", "lie-from"]);
+        let liar = Liar::start(dir.path(), "wrong-from", &["--lie", "wrong-from"]);
         let (a, b) = pair(&[&liar.socket], true).await;
         let mut dialed = open(&a, &b, true).await.unwrap();
         dialed.write_all(b"it's me").await.unwrap();
