@@ -619,6 +619,13 @@ impl<F> Router<F> {
         }
     }
 
+    /// Whether intros wait to be sent to `client` (besides one in flight).
+    pub fn has_queued(&self, client: ClientId) -> bool {
+        self.clients
+            .get(&client)
+            .is_some_and(|c| !c.queue.is_empty())
+    }
+
     /// The intro being sent to `client` is on the wire.
     pub fn sent(&mut self, _now: Instant, client: ClientId) {
         let Some(c) = self.clients.get_mut(&client) else {

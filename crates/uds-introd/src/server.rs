@@ -85,18 +85,32 @@ struct Core {
 
 /// What the router asked of one session, set by whichever task ran the
 /// router, read by the session.
-#[derive(Default)]
 struct Handle {
     notify: Notify,
     closed: Mutex<Option<(Reason, String)>>,
     paused: AtomicBool,
     output: AtomicBool,
+    /// The client's socket, for the sender's task to write an intro
+    /// directly when the client is not writing (saves a task wakeup).
+    stream: Arc<FdStream>,
+    /// An intro another task started writing to this client and could not
+    /// finish without waiting: this client's session finishes it.
+    takeover: Mutex<Option<UnitWriter>>,
+}
+
+/// An intro to write to an idle client from the task that queued it.
+struct Direct {
+    client: ClientId,
+    handle: Arc<Handle>,
+    unit: UnitWriter,
 }
 
 impl Core {
     /// Performs the router's actions; wakes the timer task if the next
-    /// deadline moved earlier.
-    fn dispatch(&mut self, timer: &Notify) {
+    /// deadline moved earlier. Intros for idle clients are returned, to be
+    /// written by the caller once it has released the lock ([`write_direct`]).
+    fn dispatch(&mut self, timer: &Notify) -> Vec<Direct> {
+        let mut direct = Vec::new();
         while let Some(action) = self.router.poll_action() {
             match action {
                 Action::Close {
@@ -122,8 +136,20 @@ impl Core {
                 }
                 Action::Wake(client) => {
                     if let Some(h) = self.handles.get(&client) {
-                        h.output.store(true, Ordering::Relaxed);
-                        h.notify.notify_one();
+                        match self.router.poll_transmit(Instant::now(), client) {
+                            Some(t) => direct.push(Direct {
+                                client,
+                                handle: h.clone(),
+                                unit: UnitWriter::new(Outgoing::Intro {
+                                    record: t.record,
+                                    fd: t.fd,
+                                }),
+                            }),
+                            None => {
+                                h.output.store(true, Ordering::Relaxed);
+                                h.notify.notify_one();
+                            }
+                        }
                     }
                 }
             }
@@ -132,6 +158,36 @@ impl Core {
         if next.is_some() && (self.armed.is_none() || next < self.armed) {
             self.armed = next;
             timer.notify_one();
+        }
+        direct
+    }
+}
+
+/// Writes intros to idle clients from the current task, without waking
+/// theirs: one `sendmsg` attempt each, never waiting. A write that cannot
+/// finish at once is handed to the client's own session, which finishes it
+/// (the router counts it as in flight either way, so nobody else writes to
+/// that client meanwhile).
+fn write_direct(shared: &Shared, mut direct: Vec<Direct>) {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    while let Some(mut d) = direct.pop() {
+        match d.unit.poll_write(&mut cx, &d.handle.stream) {
+            std::task::Poll::Ready(Ok(())) => {
+                drop(d.unit); // closes our copy of the fd
+                let mut core = lock(&shared.core);
+                core.router.sent(Instant::now(), d.client);
+                if core.router.has_queued(d.client) {
+                    d.handle.output.store(true, Ordering::Relaxed);
+                    d.handle.notify.notify_one();
+                }
+                direct.extend(core.dispatch(&shared.timer));
+            }
+            // Not finished (or failed: the session sees the same error and
+            // ends): the client's session takes over.
+            _ => {
+                *lock(&d.handle.takeover) = Some(d.unit);
+                d.handle.notify.notify_one();
+            }
         }
     }
 }
@@ -316,7 +372,15 @@ impl Server {
             Some(pid) => Credentials { pid, ..creds },
             None => creds,
         };
-        let handle = Arc::new(Handle::default());
+        let stream = Arc::new(stream);
+        let handle = Arc::new(Handle {
+            notify: Notify::new(),
+            closed: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            output: AtomicBool::new(false),
+            stream: stream.clone(),
+            takeover: Mutex::new(None),
+        });
         let id = {
             let mut core = lock(&s.core);
             match core
@@ -325,7 +389,9 @@ impl Server {
             {
                 Ok(id) => {
                     core.handles.insert(id, handle.clone());
-                    core.dispatch(&s.timer);
+                    let direct = core.dispatch(&s.timer);
+                    drop(core);
+                    write_direct(s, direct);
                     id
                 }
                 Err(reason) => {
@@ -380,7 +446,9 @@ async fn run_timers(shared: Arc<Shared>) {
                 let mut core = lock(&shared.core);
                 core.router.handle_timeout(Instant::now());
                 core.armed = None;
-                core.dispatch(&shared.timer);
+                let direct = core.dispatch(&shared.timer);
+                drop(core);
+                write_direct(&shared, direct);
             }
         }
     }
@@ -389,7 +457,7 @@ async fn run_timers(shared: Arc<Shared>) {
 /// One client connection.
 struct Session {
     shared: Arc<Shared>,
-    stream: FdStream,
+    stream: Arc<FdStream>,
     reader: IntroReader,
     handle: Arc<Handle>,
     id: ClientId,
@@ -411,7 +479,9 @@ impl Session {
             }
             core.handles.remove(&self.id);
             core.router.closed(now, self.id);
-            core.dispatch(&self.shared.timer);
+            let direct = core.dispatch(&self.shared.timer);
+            drop(core);
+            write_direct(&self.shared, direct);
         }
         self.log_end(end);
     }
@@ -511,7 +581,9 @@ impl Session {
                     let mut core = lock(&s.core);
                     core.router
                         .registered(Instant::now(), self.id, reg.designator);
-                    core.dispatch(&s.timer);
+                    let direct = core.dispatch(&s.timer);
+                    drop(core);
+                    write_direct(&s, direct);
                     self.peer = Some(reg.designator);
                     return Ok(());
                 }
@@ -528,6 +600,11 @@ impl Session {
         loop {
             if let Some(end) = self.closed_by_router() {
                 return end;
+            }
+            if writing.is_none()
+                && let Some(w) = lock(&self.handle.takeover).take()
+            {
+                writing = Some(w);
             }
             if writing.is_none() && self.handle.output.swap(false, Ordering::Relaxed) {
                 let t = lock(&s.core).router.poll_transmit(Instant::now(), self.id);
@@ -556,7 +633,9 @@ impl Session {
                     let mut core = lock(&s.core);
                     let now = Instant::now();
                     core.router.sent(now, self.id);
-                    core.dispatch(&s.timer);
+                    let direct = core.dispatch(&s.timer);
+                    drop(core);
+                    write_direct(&s, direct);
                     // Anything else queued for us goes next.
                     self.handle.output.store(true, Ordering::Relaxed);
                 }
@@ -599,7 +678,9 @@ impl Session {
                 let mut core = lock(&s.core);
                 core.router
                     .intro(Instant::now(), self.id, record, fd, extra_fds);
-                core.dispatch(&s.timer);
+                let direct = core.dispatch(&s.timer);
+                drop(core);
+                write_direct(s, direct);
                 Ok(())
             }
         }

@@ -288,6 +288,32 @@ pub(crate) struct Pending {
 /// (bounded in number and in time); once it is done the connection waits
 /// for `accept()`, or is closed if too many already wait.
 fn admit(pending: Pending, ctx: &LinkCtx) {
+    // Most dialers have spoken by the time their socket arrives: classify
+    // a plaintext one here, without a task of its own.
+    match peek_now(&pending.stream) {
+        Ok(Some(b)) if !is_e2ee(b) => {
+            match ctx.settings.security {
+                Security::Plaintext => deliver(
+                    Connection::new(Inner::Plain(pending.stream), pending.info),
+                    &ctx.incoming,
+                    &ctx.stats,
+                ),
+                #[allow(unreachable_patterns)]
+                _ => refused(
+                    &pending.info.peer.designator().to_owned(),
+                    Refusal::Plaintext,
+                    &ctx.stats,
+                ),
+            }
+            return;
+        }
+        Ok(None) => {
+            tracing::debug!(peer = %pending.info.peer.designator(), "an incoming connection closed before its first byte");
+            return;
+        }
+        // e2ee, or nothing yet: a task waits for it.
+        _ => {}
+    }
     let Ok(permit) = ctx.handshakes.clone().try_acquire_owned() else {
         let n = ctx.stats.handshakes_dropped();
         if loud(n) {
@@ -347,36 +373,65 @@ fn admit(pending: Pending, ctx: &LinkCtx) {
         };
         drop(permit);
         match outcome {
-            Ok(conn) => match incoming.try_send(conn) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(conn)) => {
-                    let dropped = stats.incoming_dropped();
-                    if loud(dropped) {
-                        tracing::warn!(
-                            peer = %conn.peer().designator(),
-                            dropped,
-                            "closed an incoming connection: accept() is not keeping up \
-                             (incoming_capacity is full)"
-                        );
-                    } else {
-                        tracing::debug!(peer = %conn.peer().designator(), dropped, "closed an incoming connection: accept() is not keeping up");
-                    }
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            },
+            Ok(conn) => deliver(conn, &incoming, &stats),
             Err(Refusal::Closed) => {
                 tracing::debug!(peer, "an incoming connection closed before its first byte")
             }
-            Err(why) => {
-                let failed = stats.handshake_failed();
-                if loud(failed) {
-                    tracing::warn!(peer, failed, "refused an incoming connection: {why}");
-                } else {
-                    tracing::debug!(peer, failed, "refused an incoming connection: {why}");
-                }
-            }
+            Err(why) => refused(&peer, why, &stats),
         }
     });
+}
+
+/// Queues an accepted connection for `accept()`, or closes it if too many
+/// already wait.
+fn deliver(conn: Connection, incoming: &mpsc::Sender<Connection>, stats: &Stats) {
+    match incoming.try_send(conn) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(conn)) => {
+            let dropped = stats.incoming_dropped();
+            if loud(dropped) {
+                tracing::warn!(
+                    peer = %conn.peer().designator(),
+                    dropped,
+                    "closed an incoming connection: accept() is not keeping up \
+                     (incoming_capacity is full)"
+                );
+            } else {
+                tracing::debug!(peer = %conn.peer().designator(), dropped, "closed an incoming connection: accept() is not keeping up");
+            }
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {}
+    }
+}
+
+/// Counts and logs an incoming connection that was refused.
+fn refused(peer: &str, why: Refusal, stats: &Stats) {
+    let failed = stats.handshake_failed();
+    if loud(failed) {
+        tracing::warn!(peer, failed, "refused an incoming connection: {why}");
+    } else {
+        tracing::debug!(peer, failed, "refused an incoming connection: {why}");
+    }
+}
+
+/// Whether a first byte starts an e2ee stream.
+fn is_e2ee(b: u8) -> bool {
+    b == 0
+}
+
+/// The first byte waiting on `stream`, without taking it or waiting:
+/// `Ok(None)` at end of stream, `WouldBlock` if nothing is there yet.
+fn peek_now(stream: &tokio::net::UnixStream) -> std::io::Result<Option<u8>> {
+    let mut byte = [0u8; 1];
+    match nix::sys::socket::recv(
+        std::os::fd::AsRawFd::as_raw_fd(stream),
+        &mut byte,
+        nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
+    ) {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(byte[0])),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Whether the `n`th occurrence of a repeated event is logged as a

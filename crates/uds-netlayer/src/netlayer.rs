@@ -77,6 +77,7 @@ pub(crate) struct Inner {
     #[cfg(feature = "e2ee")]
     pub(crate) local: Arc<uds_e2ee::LocalStatic>,
     pub(crate) identity: Arc<Identity>,
+    #[cfg_attr(not(feature = "e2ee"), allow(dead_code))]
     pub(crate) settings: Settings,
     pub(crate) links: Vec<Arc<Link>>,
     pub(crate) incoming: tokio::sync::Mutex<mpsc::Receiver<Connection>>,
