@@ -142,7 +142,11 @@ fn the_client_answers_in_the_servers_shape_by_default() {
         assert_eq!(done.server_profile, server_profile);
         assert_eq!(done.profile, server_profile);
         let sig = v(&done.signature_message);
-        let field = sig.as_record_labeled("uds:signature").unwrap().field(1).unwrap();
+        let field = sig
+            .as_record_labeled("uds:signature")
+            .unwrap()
+            .field(1)
+            .unwrap();
         match server_profile {
             WireProfile::Goblins => assert!(field.as_bytes().is_some(), "raw 64 bytes: {sig}"),
             _ => assert!(field.as_bytes().is_none(), "a sig-val list: {sig}"),
