@@ -7,7 +7,7 @@
 //! [`ADMIN_TIMEOUT`].
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -39,9 +39,14 @@ pub fn default_admin_path(socket: &Path) -> PathBuf {
 
 /// A bound admin socket; its file is removed when dropped (unless another
 /// process has replaced it).
+///
+/// Binding needs no async runtime, so that the daemon can bind it before it
+/// confines itself; [`serve`](AdminSocket::serve) registers it with the
+/// runtime it runs in.
 #[derive(Debug)]
 pub struct AdminSocket {
-    listener: UnixSeqpacketListener,
+    /// The listening socket, until `serve` registers it with the runtime.
+    listener: Option<OwnedFd>,
     bound: BoundPath,
 }
 
@@ -50,16 +55,29 @@ impl AdminSocket {
     /// listening socket: a private directory, and a leftover file removed
     /// only if it is a socket on which nobody answers.
     pub fn bind(path: &Path) -> Result<AdminSocket, ListenError> {
+        use nix::sys::socket::{AddressFamily, Backlog, SockFlag, UnixAddr, bind, listen, socket};
         let what = |w: &str| format!("{w} admin socket {}", path.display());
         prepare_socket_path(path, SockType::SeqPacket)?;
-        let listener = UnixSeqpacketListener::bind(path).map_err(|source| ListenError::Io {
-            what: what("bind"),
-            source,
-        })?;
+        let io = |w: &'static str| {
+            move |e: nix::errno::Errno| ListenError::Io {
+                what: what(w),
+                source: e.into(),
+            }
+        };
+        let fd = socket(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .map_err(io("create"))?;
+        let addr = UnixAddr::new(path).map_err(io("address of"))?;
+        bind(fd.as_raw_fd(), &addr).map_err(io("bind"))?;
         let bound = BoundPath::new(path).map_err(|source| ListenError::Io {
             what: what("stat"),
             source,
         })?;
+        listen(&fd, Backlog::new(128).map_err(io("listen on"))?).map_err(io("listen on"))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
             |source| ListenError::Io {
@@ -67,7 +85,10 @@ impl AdminSocket {
                 source,
             },
         )?;
-        Ok(AdminSocket { listener, bound })
+        Ok(AdminSocket {
+            listener: Some(fd),
+            bound,
+        })
     }
 
     /// The socket path.
@@ -75,15 +96,27 @@ impl AdminSocket {
         self.bound.path()
     }
 
-    /// Answers admin requests until the server shuts down.
+    /// Answers admin requests until the server shuts down. Must run inside
+    /// a tokio runtime; it returns at once if the socket cannot be
+    /// registered with it (logged) or was already served.
     pub async fn serve(&mut self, server: &Server) {
+        let Some(fd) = self.listener.take() else {
+            return;
+        };
+        let mut listener = match UnixSeqpacketListener::try_from(fd) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("admin socket: cannot register it with the runtime: {e}");
+                return;
+            }
+        };
         let own_uid = nix::unistd::geteuid().as_raw();
         let max = server.config().limits.max_admin_connections;
         let active = Arc::new(AtomicUsize::new(0));
         loop {
             let conn = tokio::select! {
                 _ = server.stopped() => return,
-                c = self.listener.accept() => c,
+                c = listener.accept() => c,
             };
             let conn = match conn {
                 Ok(c) => c,
@@ -160,8 +193,9 @@ async fn answer(conn: &UnixSeqpacket, server: &Server) -> io::Result<()> {
     Ok(())
 }
 
-/// The text of a `status` reply: one `key: value` line per item, then one
-/// `peer:` line per registered peer.
+/// The text of a `status` reply: one `key: value` line per item (`id`
+/// first, then `sandbox` when the status has a confinement report), then
+/// one `peer:` line per registered peer.
 pub fn render_status(s: &Status) -> String {
     let mut out = String::new();
     let mut line = |k: &str, v: String| {
@@ -173,6 +207,9 @@ pub fn render_status(s: &Status) -> String {
     let r = &s.router;
     let c = &r.counters;
     line("id", s.id.to_string());
+    if let Some(report) = &s.sandbox {
+        line("sandbox", report.to_string());
+    }
     line("uptime-seconds", s.uptime.as_secs().to_string());
     line("clients", r.clients.to_string());
     line("unregistered", r.unregistered.to_string());

@@ -167,6 +167,11 @@ pub struct Config {
     pub limits: Limits,
     /// The admission policy.
     pub policy: Policy,
+    /// The confinement in force in this process, as applied by
+    /// `uds_sandbox::Policy::confine`, shown by `status` on its `sandbox:`
+    /// line; `None` (the default) when the caller did not confine (or does
+    /// not say), and then `status` has no such line.
+    pub sandbox: Option<uds_sandbox::Report>,
 }
 
 #[cfg(test)]

@@ -24,20 +24,38 @@
 //!
 //! # Example
 //!
+//! Bind and read the key first, on the main thread without an async
+//! runtime; confine the process (`uds-sandbox`); then start the runtime,
+//! whose threads inherit the confinement, and serve:
+//!
 //! ```no_run
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! use std::path::Path;
 //! use std::sync::Arc;
 //! use uds_handshake::Identity;
 //! use uds_introd::{Config, Listener, Server};
+//! use uds_sandbox::SandboxMode;
 //!
 //! let identity = Arc::new(Identity::load_or_generate("introd.key".as_ref())?.0);
-//! let listener = Listener::bind_path("/run/user/1000/ocapn/intro.sock".as_ref(), 0o600)?;
-//! let server = Server::new(identity, Config::default());
-//! tokio::select! {
-//!     _ = server.serve(listener.listener()) => {}
-//!     _ = tokio::signal::ctrl_c() => server.shutdown(),
-//! }
-//! # Ok(()) }
+//! let socket = Path::new("/run/user/1000/ocapn/intro.sock");
+//! let listener = Listener::bind_path(socket, 0o600)?;
+//! let report = uds_sandbox::Policy::new()
+//!     .allow_remove(socket) // at shutdown
+//!     .confine(SandboxMode::Auto)?;
+//! let config = Config {
+//!     sandbox: Some(report), // shown by `status`
+//!     ..Config::default()
+//! };
+//! tokio::runtime::Runtime::new()?.block_on(async {
+//!     let server = Server::new(identity, config);
+//!     let listener = listener.activate()?;
+//!     tokio::select! {
+//!         _ = server.serve(listener.listener()) => {}
+//!         _ = tokio::signal::ctrl_c() => server.shutdown(),
+//!     }
+//!     Ok(()) // dropping `listener` removes the socket file
+//! })
+//! # }
 //! ```
 
 pub mod admin;
@@ -48,7 +66,9 @@ mod server;
 mod stats;
 
 pub use config::{Config, Limits, Policy};
-pub use listen::{ListenAddr, ListenError, Listener, default_socket_path, ensure_private_dir};
+pub use listen::{
+    ActiveListener, ListenAddr, ListenError, Listener, default_socket_path, ensure_private_dir,
+};
 pub use server::{PeerStatus, Server, Status};
 pub use stats::{Counters, Reason};
 

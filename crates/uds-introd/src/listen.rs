@@ -216,17 +216,32 @@ fn probe(path: &Path, ty: SockType) -> Result<(), nix::errno::Errno> {
     connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr)
 }
 
-/// A listening socket. A filesystem socket that this daemon created is
-/// removed when the `Listener` is dropped (clean shutdown), unless another
-/// process has replaced it since.
+/// A bound, listening socket that is not served yet.
+///
+/// Creating one needs no async runtime, so that the daemon can bind its
+/// sockets, confine itself, and only then start its (multi-threaded)
+/// runtime; [`activate`](Listener::activate) registers the socket with that
+/// runtime. A filesystem socket that this daemon created is removed when the
+/// `Listener` (or the [`ActiveListener`] made from it) is dropped (clean
+/// shutdown), unless another process has replaced it since.
 #[derive(Debug)]
 pub struct Listener {
+    inner: StdListener,
+    addr: ListenAddr,
+    bound: Option<BoundPath>,
+}
+
+/// A listening socket registered with a tokio runtime, made by
+/// [`Listener::activate`]. Its socket file, if the daemon created one, is
+/// removed when it is dropped (unless another process has replaced it).
+#[derive(Debug)]
+pub struct ActiveListener {
     inner: UnixListener,
     addr: ListenAddr,
     bound: Option<BoundPath>,
 }
 
-impl Listener {
+impl ActiveListener {
     /// The tokio listener.
     pub fn listener(&self) -> &UnixListener {
         &self.inner
@@ -237,6 +252,32 @@ impl Listener {
         &self.addr
     }
 
+    /// The path of the socket file this listener created and will remove,
+    /// if any.
+    pub fn bound_path(&self) -> Option<&Path> {
+        self.bound.as_ref().map(BoundPath::path)
+    }
+}
+
+impl Listener {
+    /// Where it listens.
+    pub fn addr(&self) -> &ListenAddr {
+        &self.addr
+    }
+
+    /// Registers the socket with the tokio runtime this is called in, to
+    /// serve it ([`Server::serve`](crate::Server::serve)).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (as `tokio::net::UnixListener::from_std`).
+    pub fn activate(self) -> Result<ActiveListener, ListenError> {
+        let Listener { inner, addr, bound } = self;
+        let inner =
+            UnixListener::from_std(inner).map_err(io_err("register listener with tokio"))?;
+        Ok(ActiveListener { inner, addr, bound })
+    }
+
     fn from_std(std: StdListener, bound: Option<BoundPath>) -> Result<Listener, ListenError> {
         std.set_nonblocking(true)
             .map_err(io_err("set_nonblocking"))?;
@@ -244,8 +285,11 @@ impl Listener {
             .local_addr()
             .map(|a| ListenAddr::of(&a))
             .unwrap_or(ListenAddr::Unnamed);
-        let inner = UnixListener::from_std(std).map_err(io_err("register listener with tokio"))?;
-        Ok(Listener { inner, addr, bound })
+        Ok(Listener {
+            inner: std,
+            addr,
+            bound,
+        })
     }
 
     /// Binds a filesystem socket at `path`.

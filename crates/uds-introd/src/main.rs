@@ -2,6 +2,10 @@
 //! query a running server, or run a program under a private server.
 
 use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -11,7 +15,10 @@ use clap::{Args, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use uds_handshake::Identity;
 use uds_introd::admin::{AdminSocket, default_admin_path};
-use uds_introd::{Config, Limits, ListenAddr, Listener, Policy, Server, default_socket_path};
+use uds_introd::{
+    ActiveListener, Config, Limits, ListenAddr, Listener, Policy, Server, default_socket_path,
+};
+use uds_sandbox::{Report, SandboxMode};
 use uds_syrup::WireProfile;
 
 const ABOUT: &str = "Introduction server for the OCapN Unix-domain-socket netlayer";
@@ -28,7 +35,12 @@ When ready, it prints one line on stdout:
   uds-introd ready socket=<PATH or @NAME> id=<52-character designator> wire=<goblins|draft>
 and notifies systemd (READY=1) when NOTIFY_SOCKET is set. It shuts down
 cleanly on SIGTERM or SIGINT, removing its socket files. Logs go to stderr;
-set RUST_LOG (e.g. RUST_LOG=debug) for more detail.";
+set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
+
+Once its key is loaded and its sockets are bound, it confines itself
+(--sandbox, default auto): no new privileges, no filesystem access except
+removing its own socket files. Keep the key out of the sockets' directory.
+`uds-introd status` shows what is in force on its `sandbox:` line.";
 
 #[derive(Parser)]
 #[command(name = "uds-introd", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -109,6 +121,16 @@ struct RunArgs {
     /// Also admit clients whose primary gid is this (repeatable).
     #[arg(long, value_name = "GID")]
     allow_gid: Vec<u32>,
+    /// Confine the daemon once its key is loaded, its sockets are bound and
+    /// (for `spawn`) its child started: no new privileges, and (Linux
+    /// Landlock) no filesystem access except removing its own socket files
+    /// at shutdown, no TCP/UDP, no connecting to abstract sockets or
+    /// signalling processes outside its sandbox (signals stay allowed in
+    /// `spawn`, to stop the child). `auto` applies what the kernel supports
+    /// and logs what was applied, `require` refuses to start without all of
+    /// it, `off` applies nothing. `status` shows what is in force.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = parse_sandbox)]
+    sandbox: SandboxMode,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -182,6 +204,11 @@ struct LimitArgs {
     max_admin_connections: Option<usize>,
 }
 
+fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
+    s.parse()
+        .map_err(|e: uds_sandbox::ParseModeError| e.to_string())
+}
+
 fn parse_wire(s: &str) -> Result<WireProfile, String> {
     s.parse().map_err(|e: uds_syrup::WireError| e.to_string())
 }
@@ -244,24 +271,12 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("uds-introd: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let result = match cli.command {
+        None => daemon(cli.run, None),
+        Some(Command::Spawn { run: args, command }) => daemon(*args, Some(command)),
+        Some(Command::Keygen { file }) => keygen(&file),
+        Some(Command::Status { admin, socket }) => status(admin, socket),
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            None => run(cli.run, None).await,
-            Some(Command::Spawn { run: args, command }) => run(*args, Some(command)).await,
-            Some(Command::Keygen { file }) => keygen(&file),
-            Some(Command::Status { admin, socket }) => status(admin, socket).await,
-        }
-    });
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -278,7 +293,7 @@ fn keygen(file: &Path) -> Result<ExitCode, BoxError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(admin: Option<PathBuf>, socket: Option<PathBuf>) -> Result<ExitCode, BoxError> {
+fn status(admin: Option<PathBuf>, socket: Option<PathBuf>) -> Result<ExitCode, BoxError> {
     let path = match admin {
         Some(p) => p,
         None => default_admin_path(&match socket {
@@ -286,12 +301,64 @@ async fn status(admin: Option<PathBuf>, socket: Option<PathBuf>) -> Result<ExitC
             None => default_socket_path()?,
         }),
     };
-    let reply = uds_introd::admin::request(&path, "status").await?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let reply = runtime.block_on(uds_introd::admin::request(&path, "status"))?;
     print!("{reply}");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxError> {
+/// Everything the daemon sets up before it confines itself: all that needs
+/// the filesystem (or starting a program). Nothing here needs an async
+/// runtime, and the process still has a single thread.
+struct Prepared {
+    identity: Arc<Identity>,
+    config: Config,
+    listeners: Vec<Listener>,
+    admin: Option<AdminSocket>,
+    /// The service manager's notification socket, already connected.
+    notify: Option<UnixDatagram>,
+    child: Option<SpawnedChild>,
+    /// The runtime's worker threads, counted before confining (the CPU
+    /// quota is read from files under /proc and /sys).
+    workers: usize,
+}
+
+/// Runs the daemon in three phases: the setup that needs the filesystem, on
+/// this single thread without an async runtime; confinement
+/// (`--sandbox`), which applies to this thread and to every thread and
+/// process it creates afterwards; then the multi-threaded runtime, whose
+/// threads inherit the confinement, serving until told to stop.
+fn daemon(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxError> {
+    let prepared = prepare(&args, spawn.as_deref())?;
+    let report = confine(args.sandbox, &prepared)?;
+    tracing::info!("{}", report.status_line());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(prepared.workers)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(args.wire, prepared, report))
+}
+
+/// The daemon's confinement: no filesystem access except removing the
+/// socket files it created (beneath their directories), no TCP/UDP,
+/// abstract-socket scoping, and signal scoping unless it must stop a
+/// `spawn` child (started before confining, so outside its domain).
+fn confine(mode: SandboxMode, prepared: &Prepared) -> Result<Report, BoxError> {
+    let mut policy = uds_sandbox::Policy::new().scope_signals(prepared.child.is_none());
+    for path in prepared.listeners.iter().filter_map(Listener::bound_path) {
+        policy = policy.allow_remove(path);
+    }
+    if let Some(admin) = &prepared.admin {
+        policy = policy.allow_remove(admin.path());
+    }
+    Ok(policy.confine(mode)?)
+}
+
+fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxError> {
     // Systemd sockets first: they must be claimed before anything else
     // could open fds with the same numbers.
     let activated = Listener::from_activation()?;
@@ -324,6 +391,7 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
             allow_uids: args.allow_uid.clone(),
             allow_gids: args.allow_gid.clone(),
         },
+        sandbox: None,
     };
     let mode = if !config.policy.allow_uids.is_empty() {
         0o666
@@ -371,7 +439,7 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
             })
         })
     };
-    let mut admin = match &admin_path {
+    let admin = match &admin_path {
         Some(p) => Some(AdminSocket::bind(p).map_err(|e| {
             format!(
                 "admin socket {}: {e} (pass --admin PATH or --no-admin)",
@@ -380,21 +448,101 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
         })?),
         None => None,
     };
+    let notify = notify_socket();
+    let child = match spawn {
+        Some(command) => Some(spawn_child(&identity, command)?),
+        None => None,
+    };
+    Ok(Prepared {
+        identity,
+        config,
+        listeners,
+        admin,
+        notify,
+        child,
+        workers: worker_threads(),
+    })
+}
 
+/// The number of worker threads: `TOKIO_WORKER_THREADS` if set, else the
+/// CPUs available to this process (which reads the cgroup CPU quota from
+/// files, so it must run before confining).
+fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// The service manager's notification socket (`NOTIFY_SOCKET`: a path, or
+/// `@name` for an abstract socket), connected now: once confined, the
+/// daemon could not reach an abstract one (scoping), nor a path on kernels
+/// that mediate pathname sockets.
+fn notify_socket() -> Option<UnixDatagram> {
+    let name = std::env::var_os("NOTIFY_SOCKET")?;
+    let connect = || -> std::io::Result<UnixDatagram> {
+        let socket = UnixDatagram::unbound()?;
+        match name.as_bytes().strip_prefix(b"@") {
+            Some(abstract_name) => {
+                socket.connect_addr(&SocketAddr::from_abstract_name(abstract_name)?)?
+            }
+            None => socket.connect(&name)?,
+        }
+        Ok(socket)
+    };
+    match connect() {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            tracing::warn!(
+                "cannot reach the service manager's NOTIFY_SOCKET {}: {e}",
+                name.to_string_lossy()
+            );
+            None
+        }
+    }
+}
+
+/// Serves until SIGTERM or SIGINT, or until the `spawn` child exits.
+async fn serve(
+    wire: WireProfile,
+    prepared: Prepared,
+    report: Report,
+) -> Result<ExitCode, BoxError> {
     // Handle SIGTERM/SIGINT from before the ready line on, so a supervisor
-    // that signals right after readiness gets a clean shutdown.
+    // that signals right after readiness gets a clean shutdown. SIGCHLD is
+    // registered before the child's state is first looked at, so that its
+    // exit cannot be missed.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let server = Server::new(identity.clone(), config);
+    let mut sigchld = match prepared.child {
+        Some(_) => Some(signal(SignalKind::child())?),
+        None => None,
+    };
+    let Prepared {
+        identity,
+        mut config,
+        listeners,
+        admin,
+        notify,
+        mut child,
+        ..
+    } = prepared;
+    config.sandbox = Some(report);
+    let server = Server::new(identity, config);
+    let listeners = listeners
+        .into_iter()
+        .map(Listener::activate)
+        .collect::<Result<Vec<ActiveListener>, _>>()?;
     for l in &listeners {
-        tracing::info!(socket = %l.addr(), id = %server.designator(), wire = %args.wire, "listening");
+        tracing::info!(socket = %l.addr(), id = %server.designator(), wire = %wire, "listening");
     }
     if let Some(a) = &admin {
         tracing::info!(admin = %a.path().display(), "admin socket ready");
     }
 
-    let mut child = match &spawn {
-        Some(command) => Some(spawn_child(&server, command)?),
+    match child.as_mut() {
+        Some(c) => c.admit(&server)?,
         None => {
             let socket = listeners
                 .first()
@@ -403,18 +551,16 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "uds-introd ready socket={socket} id={} wire={}",
+                "uds-introd ready socket={socket} id={} wire={wire}",
                 server.designator(),
-                args.wire
             )?;
             out.flush()?;
-            None
         }
-    };
-    if std::env::var_os("NOTIFY_SOCKET").is_some()
-        && let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Ready])
+    }
+    if let Some(notify) = &notify
+        && let Err(e) = notify.send(b"READY=1\n")
     {
-        tracing::warn!("could not notify systemd: {e}");
+        tracing::warn!("could not notify the service manager: {e}");
     }
 
     let mut tasks = tokio::task::JoinSet::new();
@@ -425,7 +571,7 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
             drop(l); // removes the socket file
         });
     }
-    if let Some(mut a) = admin.take() {
+    if let Some(mut a) = admin {
         let server = server.clone();
         tasks.spawn(async move { a.serve(&server).await });
     }
@@ -433,12 +579,21 @@ async fn run(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxE
     let code = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); ExitCode::SUCCESS }
         _ = int.recv() => { tracing::info!("SIGINT: shutting down"); ExitCode::SUCCESS }
-        status = async { match child.as_mut() { Some(c) => c.wait().await, None => std::future::pending().await } } => {
+        status = async {
+            match (child.as_mut(), sigchld.as_mut()) {
+                (Some(c), Some(sigchld)) => c.exited(sigchld).await,
+                _ => std::future::pending().await,
+            }
+        } => {
             let status = status?;
             tracing::info!("child exited ({status}): shutting down");
             status.code().map_or(ExitCode::FAILURE, |c| ExitCode::from(c.clamp(0, 255) as u8))
         }
     };
+    if let Some(c) = child.take() {
+        // Stops the child if it still runs (SIGKILL), and reaps it.
+        tokio::task::spawn_blocking(move || drop(c)).await?;
+    }
     server.shutdown();
     // Let the tasks close their sockets and remove their files.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -469,29 +624,82 @@ fn raise_fd_limit(needed: usize) {
     }
 }
 
-/// Starts `command` with one end of a fresh socketpair as its intro socket;
-/// the server keeps the other end and admits only the child's pid on it.
-fn spawn_child(server: &Server, command: &[String]) -> Result<tokio::process::Child, BoxError> {
-    let (ours, theirs) = uds_fdpass::FdStream::pair_with_owned()?;
+/// The child started by `spawn`, with the daemon's end of its intro
+/// socket. Dropping it stops the child (SIGKILL) unless it has exited, and
+/// reaps it.
+struct SpawnedChild {
+    child: std::process::Child,
+    /// The daemon's end of the child's intro socket, until it is served.
+    ours: Option<OwnedFd>,
+    exited: bool,
+}
+
+/// Starts `command` with one end of a fresh socketpair as its intro socket
+/// (`OCAPN_UDS_INTRO_FD`) and the daemon's id in `OCAPN_UDS_INTRO_ID`. Runs
+/// before the daemon confines itself, which forbids executing programs.
+fn spawn_child(identity: &Identity, command: &[String]) -> Result<SpawnedChild, BoxError> {
+    let (ours, theirs) = uds_fdpass::socketpair()?;
     // Before the child exists, so that its very first bytes carry its
     // credentials.
-    ours.set_pass_credentials(true)
+    uds_fdpass::set_pass_credentials(&ours, true)
         .map_err(|e| format!("cannot enable SO_PASSCRED on the child's socket: {e}"))?;
-    let inheritable = uds_fdpass::inherit::inheritable(std::os::fd::AsFd::as_fd(&theirs))?;
-    let fd_number = std::os::fd::AsRawFd::as_raw_fd(&inheritable);
-    let child = tokio::process::Command::new(&command[0])
+    let inheritable = uds_fdpass::inherit::inheritable(&theirs)?;
+    let child = std::process::Command::new(&command[0])
         .args(&command[1..])
-        .env("OCAPN_UDS_INTRO_FD", fd_number.to_string())
-        .env("OCAPN_UDS_INTRO_ID", server.designator().to_string())
-        .kill_on_drop(true)
+        .env("OCAPN_UDS_INTRO_FD", inheritable.as_raw_fd().to_string())
+        .env("OCAPN_UDS_INTRO_ID", identity.designator().to_string())
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", command[0]))?;
     drop(inheritable);
     drop(theirs);
-    let pid = child
-        .id()
-        .ok_or("the child exited before it could be admitted")?;
-    tracing::info!(pid, command = %command.join(" "), "started child with a private intro socket");
-    server.serve_connection(ours, Some(pid as i32));
-    Ok(child)
+    tracing::info!(pid = child.id(), command = %command.join(" "), "started child with a private intro socket");
+    Ok(SpawnedChild {
+        child,
+        ours: Some(ours),
+        exited: false,
+    })
+}
+
+impl SpawnedChild {
+    /// Serves the child's intro socket, admitting only the child's pid on
+    /// it. Must run inside the runtime.
+    fn admit(&mut self, server: &Server) -> Result<(), BoxError> {
+        let ours = self
+            .ours
+            .take()
+            .ok_or("the child's socket is already served")?;
+        let stream = uds_fdpass::FdStream::try_from_fd(ours)?;
+        server.serve_connection(stream, Some(self.child.id() as i32));
+        Ok(())
+    }
+
+    /// Waits until the child exits and reaps it. `sigchld` must have been
+    /// registered before this is first called.
+    async fn exited(
+        &mut self,
+        sigchld: &mut tokio::signal::unix::Signal,
+    ) -> std::io::Result<std::process::ExitStatus> {
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                self.exited = true;
+                return Ok(status);
+            }
+            if sigchld.recv().await.is_none() {
+                return Err(std::io::Error::other("the signal driver is gone"));
+            }
+        }
+    }
+}
+
+impl Drop for SpawnedChild {
+    fn drop(&mut self) {
+        if !self.exited {
+            // The child is not reaped yet, so its pid cannot have been
+            // reused: the signal reaches the child.
+            if let Err(e) = self.child.kill() {
+                tracing::warn!(pid = self.child.id(), "could not stop the child: {e}");
+            }
+            let _ = self.child.wait();
+        }
+    }
 }

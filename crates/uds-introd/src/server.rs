@@ -48,6 +48,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// let server = Server::new(Arc::new(Identity::generate()), Config::default());
 /// let listener = Listener::bind_path("/run/user/1000/ocapn/intro.sock".as_ref(), 0o600)?;
 /// println!("serving as {}", server.designator());
+/// let listener = listener.activate()?;
 /// server.serve(listener.listener()).await;
 /// # Ok(()) }
 /// ```
@@ -198,6 +199,8 @@ fn write_direct(shared: &Shared, mut direct: Vec<Direct>) {
 pub struct Status {
     /// The daemon's designator.
     pub id: Designator,
+    /// The confinement in force ([`Config::sandbox`]).
+    pub sandbox: Option<uds_sandbox::Report>,
     /// Time since start.
     pub uptime: Duration,
     /// The router's state and counters.
@@ -313,6 +316,7 @@ impl Server {
         let wall = SystemTime::now();
         Status {
             id: self.designator(),
+            sandbox: s.config.sandbox.clone(),
             uptime: now.saturating_duration_since(s.started),
             router,
             peers: peers

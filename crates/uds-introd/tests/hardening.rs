@@ -483,6 +483,7 @@ async fn a_server_with_the_default_config_admits_its_own_user() {
         uds_introd::Config::default(),
     );
     let s = server.clone();
+    let listener = listener.activate().unwrap();
     let serving = tokio::spawn(async move { s.serve(listener.listener()).await });
     let mut c = Client::connect(&path).await;
     c.handshake(WireProfile::Goblins).await.unwrap();

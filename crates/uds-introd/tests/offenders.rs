@@ -376,8 +376,12 @@ async fn parked_intro_limits() {
 /// sent to it has waited `--send-timeout`; the sender is not.
 #[tokio::test]
 async fn a_client_that_never_reads() {
+    // Once the deaf client is gone, the rest of the flood is parked for a
+    // target that is not registered and refused beyond the sender's quota;
+    // the flood is far below this bound, so that the sender can never be
+    // disconnected as flooding while the test waits to abort it.
     scenario(
-        &["--send-timeout", "1s"],
+        &["--send-timeout", "1s", "--max-refused-per-sender", "4000"],
         "not-reading",
         |d, _| async move {
             let mut deaf = Client::register(&d.socket, WireProfile::Draft).await;

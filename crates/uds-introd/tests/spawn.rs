@@ -21,7 +21,7 @@ fn main() {
     match std::env::var(MODE) {
         Ok(mode) => child(&mode),
         Err(_) => {
-            let tests: [(&str, fn()); 2] = [
+            let tests: [(&str, fn()); 4] = [
                 (
                     "spawn_runs_a_child_with_a_private_intro_socket",
                     spawn_runs_a_child_with_a_private_intro_socket,
@@ -29,6 +29,14 @@ fn main() {
                 (
                     "a_child_that_writes_at_once_is_admitted",
                     a_child_that_writes_at_once_is_admitted,
+                ),
+                (
+                    "a_confined_daemon_admits_its_child_and_exits_with_its_status",
+                    a_confined_daemon_admits_its_child_and_exits_with_its_status,
+                ),
+                (
+                    "a_confined_daemon_stops_its_child_on_sigterm",
+                    a_confined_daemon_stops_its_child_on_sigterm,
                 ),
             ];
             let filter: Vec<String> = std::env::args()
@@ -89,6 +97,11 @@ fn child(mode: &str) {
             "OCAPN_UDS_INTRO_ID names the server"
         );
         println!("RESULT child registered {}", c.identity.designator());
+        if mode == "wait" {
+            // Stays registered until it is stopped.
+            println!("RESULT child waiting pid={}", std::process::id());
+            std::future::pending::<()>().await;
+        }
         // Hand the same socket to a grandchild: it must not be admitted.
         let inheritable = uds_fdpass::inherit::inheritable(&c.stream).unwrap();
         let out = Command::new(std::env::current_exe().unwrap())
@@ -167,6 +180,177 @@ fn spawn_runs_a_child_with_a_private_intro_socket() {
         out.status.code(),
         Some(7),
         "the daemon exits with the child's status"
+    );
+}
+
+/// The output of a finished `spawn`; `None`, printing why, when the daemon
+/// refused `--sandbox=require` because the kernel lacks Landlock.
+fn unless_landlock_is_missing(out: std::process::Output) -> Option<std::process::Output> {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success()
+        && let Some(why) = stderr.lines().find(|l| l.contains("needs Landlock ABI"))
+    {
+        println!("skipped: the kernel cannot enforce --sandbox=require: {why}");
+        return None;
+    }
+    Some(out)
+}
+
+/// The child is started before the daemon confines itself (it is not
+/// confined), admitted by pid on its socket, and the daemon, confined
+/// without signal scoping, exits with its status.
+fn a_confined_daemon_admits_its_child_and_exits_with_its_status() {
+    let dir = private_dir();
+    let out = run_to_exit({
+        let mut cmd = Command::new(&*BIN);
+        cmd.args(["spawn", "--sandbox=require", "--admin"])
+            .arg(dir.path().join("admin"))
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .env(MODE, "child")
+            .env("RUST_LOG", "info");
+        cmd
+    });
+    let Some(out) = unless_landlock_is_missing(out) else {
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sandbox: mode=require landlock-abi=")
+            && stderr.contains(" filesystem=denied ")
+            && stderr.contains(" scope=abstract-unix no-new-privs=yes"),
+        "confined, signals not scoped (to stop the child): {stderr}"
+    );
+    assert!(
+        stdout.contains("RESULT child registered"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("RESULT grandchild refused"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("wrong-pid"), "{stderr}");
+    assert_eq!(out.status.code(), Some(7), "{stdout}\n{stderr}");
+    assert!(
+        !dir.path().join("admin").exists(),
+        "the admin socket is removed"
+    );
+}
+
+/// SIGTERM to a confined `spawn` daemon stops its child (SIGKILL: it
+/// signals a process outside its domain, so signal scoping is off) and the
+/// daemon exits cleanly.
+fn a_confined_daemon_stops_its_child_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    let dir = private_dir();
+    let mut daemon = Command::new(&*BIN)
+        .args(["spawn", "--sandbox=require", "--admin"])
+        .arg(dir.path().join("admin"))
+        .arg("--")
+        .arg(std::env::current_exe().unwrap())
+        .env(MODE, "wait")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = daemon.stderr.take().unwrap();
+    let log = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    // The child's lines, then end of file once the daemon and the child
+    // (which shares the daemon's stdout) are both gone.
+    let (tx, lines) = std::sync::mpsc::channel();
+    let stdout = daemon.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = tx.send(line.ok());
+        }
+        let _ = tx.send(None);
+    });
+    let mut child_pid = None;
+    while child_pid.is_none() {
+        match lines.recv_timeout(PATIENCE) {
+            Ok(Some(line)) => {
+                child_pid = line
+                    .strip_prefix("RESULT child waiting pid=")
+                    .map(|p| p.parse::<u32>().unwrap());
+            }
+            Ok(None) => {
+                let status = daemon.wait().unwrap();
+                reader.join().unwrap();
+                let out = std::process::Output {
+                    status,
+                    stdout: Vec::new(),
+                    stderr: log.join().unwrap().into_bytes(),
+                };
+                if unless_landlock_is_missing(out).is_none() {
+                    return;
+                }
+                panic!("the child never registered ({status})");
+            }
+            Err(_) => {
+                let _ = daemon.kill();
+                panic!("the child never registered");
+            }
+        }
+    }
+    let child_pid = child_pid.unwrap();
+    // The daemon is confined on every thread; the child, started before,
+    // is not (unless this test itself runs with no_new_privs).
+    let nnp = |pid: u32| -> Vec<String> {
+        std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .map(|t| {
+                let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("NoNewPrivs:"))
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let ours = nnp(std::process::id())[0].clone();
+    let daemon_threads = nnp(daemon.id());
+    assert!(
+        daemon_threads.iter().all(|v| v == "1"),
+        "{daemon_threads:?}"
+    );
+    assert_eq!(nnp(child_pid)[0], ours, "the child is not confined");
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = daemon.wait().unwrap();
+    let log = log.join().unwrap();
+    assert!(status.success(), "{status}\n{log}");
+    // End of file: the child is gone too.
+    loop {
+        match lines.recv_timeout(PATIENCE) {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(_) => panic!("the child {child_pid} still runs after the daemon exited\n{log}"),
+        }
+    }
+    reader.join().unwrap();
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    assert!(!log.contains("could not stop the child"), "{log}");
+    assert!(!dir.path().join("admin").exists(), "{log}");
+    drop(dir);
+    assert_eq!(
+        std::fs::read_dir("/proc/self/fd").unwrap().count(),
+        fds_before,
+        "the test leaked fds"
     );
 }
 

@@ -1,17 +1,18 @@
 //! Configuring a netlayer: its introduction servers and settings.
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use uds_handshake::Identity;
+use uds_sandbox::{Policy, Report, SandboxMode};
 use uds_syrup::{Designator, Limits, WireProfile};
 
 use crate::error::NetlayerError;
-use crate::link::{Link, LinkCtx, run_link};
+use crate::link::{Link, LinkCtx, connect_now, run_link};
 use crate::netlayer::{Inner, Stats, UdsNetlayer};
 
 /// The variable holding the number of an inherited, connected intro socket.
@@ -25,6 +26,8 @@ pub const INTRO_ID_ENV: &str = "OCAPN_UDS_INTRO_ID";
 pub struct IntroServer {
     pub(crate) addr: ServerAddr,
     pub(crate) pin: Option<Designator>,
+    /// Connected by [`Builder::confine`] before confining.
+    pub(crate) preconnected: Option<OwnedFd>,
 }
 
 #[derive(Debug)]
@@ -41,6 +44,7 @@ impl IntroServer {
         IntroServer {
             addr: ServerAddr::Path(path.into()),
             pin: None,
+            preconnected: None,
         }
     }
 
@@ -50,6 +54,7 @@ impl IntroServer {
         IntroServer {
             addr: ServerAddr::Abstract(name.into()),
             pin: None,
+            preconnected: None,
         }
     }
 
@@ -59,6 +64,7 @@ impl IntroServer {
         IntroServer {
             addr: ServerAddr::Fd(Mutex::new(Some(fd))),
             pin: None,
+            preconnected: None,
         }
     }
 
@@ -306,6 +312,106 @@ impl Builder {
     pub fn incoming_capacity(mut self, n: usize) -> Builder {
         self.incoming_capacity = n.max(1);
         self
+    }
+
+    /// Confines this process (`no_new_privs`, Landlock) with `base` plus
+    /// what the netlayer needs to keep reaching its introduction servers,
+    /// and says what is in force. Call it once every server is added, on the
+    /// main thread **before starting a multi-threaded async runtime** (and
+    /// before any other thread exists), after everything else that needs the
+    /// filesystem (keys read, files opened, children started); then start
+    /// the runtime and [`build`](Builder::build). Threads and processes
+    /// created afterwards inherit the confinement.
+    ///
+    /// `base` is the application's own policy (`Policy::new()`, the
+    /// strictest, denies every file, TCP and UDP, abstract sockets and
+    /// signals outside the process); for each introduction server this adds:
+    ///
+    /// * a path: the right to connect to sockets in its directory
+    ///   ([`Policy::allow_connect`], which the kernel enforces from Landlock
+    ///   ABI 9; older kernels do not restrict connecting to pathname sockets
+    ///   at all), so that the netlayer reconnects after the server restarts.
+    ///   The directory must exist now: in mode `auto` a missing one gets no
+    ///   rule (a warning is logged: from ABI 9 the server would then be out
+    ///   of reach), in mode `require` it is an error;
+    /// * an abstract name (`@name`): abstract-socket scoping off
+    ///   ([`Policy::scope_abstract_unix`]`(false)`), since a server (re)started
+    ///   by another process is outside this process's domain;
+    /// * an inherited socket: nothing (it is already open).
+    ///
+    /// Before confining it also connects to every path and abstract server
+    /// that accepts connections now; the first registration uses that
+    /// connection, later reconnects connect again.
+    ///
+    /// With [`SandboxMode::Off`] nothing is connected or applied and the
+    /// report says so. Errors ([`NetlayerError::Sandbox`]): another thread
+    /// exists, a rule's directory cannot be opened, or (mode `require`) the
+    /// kernel cannot enforce the whole policy; nothing was applied then,
+    /// except as [`SandboxError::Landlock`](uds_sandbox::SandboxError::Landlock)
+    /// says.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use uds_netlayer::UdsNetlayer;
+    /// use uds_netlayer::sandbox::{Policy, SandboxMode};
+    ///
+    /// let mut builder = UdsNetlayer::builder().intro_path("/run/user/1000/ocapn/intro.sock");
+    /// let report = builder.confine(SandboxMode::Auto, Policy::new())?;
+    /// eprintln!("{}", report.status_line());
+    /// let runtime = tokio::runtime::Runtime::new()?; // its threads are confined too
+    /// runtime.block_on(async {
+    ///     let net = builder.build()?;
+    ///     net.registered().await;
+    ///     // ...
+    ///     Ok(())
+    /// })
+    /// # }
+    /// ```
+    pub fn confine(&mut self, mode: SandboxMode, base: Policy) -> Result<Report, NetlayerError> {
+        if mode == SandboxMode::Off {
+            return base.confine(mode).map_err(NetlayerError::Sandbox);
+        }
+        let mut policy = base;
+        for server in &mut self.servers {
+            let addr = match &server.addr {
+                ServerAddr::Path(path) => {
+                    let dir = match path.parent() {
+                        Some(d) if !d.as_os_str().is_empty() => d,
+                        _ => Path::new("."),
+                    };
+                    if mode == SandboxMode::Require || dir.is_dir() {
+                        policy = policy.allow_connect(path);
+                    } else {
+                        tracing::warn!(
+                            server = %path.display(),
+                            "the introduction server's directory does not exist yet: no Landlock \
+                             rule for it; on kernels that mediate pathname sockets (Landlock ABI \
+                             9) this process will not be able to reach the server"
+                        );
+                    }
+                    nix::sys::socket::UnixAddr::new(path.as_path())
+                }
+                ServerAddr::Abstract(name) => {
+                    policy = policy.scope_abstract_unix(false);
+                    nix::sys::socket::UnixAddr::new_abstract(name.as_bytes())
+                }
+                ServerAddr::Fd(_) => continue,
+            };
+            if server.preconnected.is_some() {
+                continue;
+            }
+            match addr
+                .map_err(std::io::Error::from)
+                .and_then(|a| connect_now(&a))
+            {
+                Ok(fd) => server.preconnected = Some(fd),
+                Err(e) => tracing::debug!(
+                    server = %server.describe(),
+                    "not connected before confining ({e}); the netlayer connects later"
+                ),
+            }
+        }
+        policy.confine(mode).map_err(NetlayerError::Sandbox)
     }
 
     /// Starts the netlayer: one background task per server connects,

@@ -66,6 +66,11 @@ pub enum NetlayerError {
     /// The netlayer has been shut down.
     #[error("the netlayer is shut down")]
     Closed,
+    /// [`Builder::confine`](crate::Builder::confine) could not confine the
+    /// process; what the inner error says was not applied (see
+    /// [`SandboxError`](uds_sandbox::SandboxError) for what to do).
+    #[error("cannot confine the process: {0}")]
+    Sandbox(#[source] uds_sandbox::SandboxError),
 }
 
 /// One try to reach a peer through one introduction server.

@@ -65,6 +65,10 @@ pub use builder::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer, Security};
 pub use connection::{Connection, ConnectionInfo, Direction};
 pub use error::{Attempt, AttemptError, LinkError, NetlayerError};
 pub use netlayer::{NetlayerStats, ServerState, UdsNetlayer};
+/// The confinement crate used by [`Builder::confine`]: its
+/// [`Policy`](sandbox::Policy), [`SandboxMode`](sandbox::SandboxMode) and
+/// [`Report`](sandbox::Report).
+pub use uds_sandbox as sandbox;
 
 /// What a CapTP implementation needs from a netlayer.
 ///

@@ -34,6 +34,10 @@ pub(crate) struct Link {
     pub(crate) describe: String,
     addr: ServerAddr,
     pin: Option<Designator>,
+    /// A connection to the server opened before the process confined itself
+    /// ([`Builder::confine`](crate::Builder::confine)), used by the first
+    /// attempt.
+    preconnected: Mutex<Option<OwnedFd>>,
     pub(crate) state: Mutex<Option<Registered>>,
     /// Failed attempts since the last registration (the first is logged as
     /// a warning, the others quietly, and the recovery again as a warning).
@@ -72,6 +76,7 @@ impl Link {
             describe: server.describe(),
             addr: server.addr,
             pin: server.pin,
+            preconnected: Mutex::new(server.preconnected),
             state: Mutex::new(None),
             failures: std::sync::atomic::AtomicU32::new(0),
         })
@@ -140,6 +145,9 @@ async fn open_link(link: &Link) -> Result<FdStream, LinkError> {
         address: link.describe.clone(),
         source,
     };
+    if let Some(fd) = lock(&link.preconnected).take() {
+        return FdStream::try_from_fd(fd).map_err(|e| connect_err(std::io::Error::other(e)));
+    }
     match &link.addr {
         ServerAddr::Path(p) => tokio::net::UnixStream::connect(p)
             .await
@@ -156,18 +164,23 @@ async fn open_link(link: &Link) -> Result<FdStream, LinkError> {
     }
 }
 
-/// A non-blocking `connect` to an abstract socket. Unix sockets connect at
-/// once or fail; a full backlog (`EAGAIN`) is an error the link retries.
+/// A non-blocking `connect` to an abstract socket.
 fn connect_abstract(name: &str) -> std::io::Result<OwnedFd> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    connect_now(&nix::sys::socket::UnixAddr::new_abstract(name.as_bytes())?)
+}
+
+/// A non-blocking `connect` to a Unix stream socket, which needs no async
+/// runtime. Unix sockets connect at once or fail; a full backlog (`EAGAIN`)
+/// is an error the link retries.
+pub(crate) fn connect_now(addr: &nix::sys::socket::UnixAddr) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, connect, socket};
     let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,
         SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
         None,
     )?;
-    let addr = UnixAddr::new_abstract(name.as_bytes())?;
-    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), addr) {
         Ok(()) => Ok(fd),
         Err(nix::errno::Errno::EAGAIN) => Err(std::io::Error::new(
             std::io::ErrorKind::WouldBlock,
@@ -300,7 +313,7 @@ fn admit(pending: Pending, ctx: &LinkCtx) {
                 ),
                 #[allow(unreachable_patterns)]
                 _ => refused(
-                    &pending.info.peer.designator().to_owned(),
+                    pending.info.peer.designator(),
                     Refusal::Plaintext,
                     &ctx.stats,
                 ),

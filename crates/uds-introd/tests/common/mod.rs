@@ -88,7 +88,27 @@ impl Daemon {
     }
 
     /// Starts a prepared command and waits for its ready line.
-    pub fn spawn(mut cmd: Command, dir: &Path, socket: PathBuf) -> Daemon {
+    pub fn spawn(cmd: Command, dir: &Path, socket: PathBuf) -> Daemon {
+        Daemon::try_spawn(cmd, dir, socket)
+            .unwrap_or_else(|stderr| panic!("no ready line; stderr:\n{stderr}"))
+    }
+
+    /// Starts the daemon like [`Daemon::start`]; `Err` with its standard
+    /// error if it exits without a ready line (it refused to start).
+    pub fn try_start(dir: &Path, extra: &[&str]) -> Result<Daemon, String> {
+        let socket = dir.join("intro.sock");
+        let mut cmd = Command::new(&*BIN);
+        cmd.arg("--socket")
+            .arg(&socket)
+            .arg("--key")
+            .arg(dir.join("server.key"))
+            .args(extra);
+        Daemon::try_spawn(cmd, dir, socket)
+    }
+
+    /// Starts a prepared command and waits for its ready line; `Err` with
+    /// its standard error if it exits first.
+    pub fn try_spawn(mut cmd: Command, dir: &Path, socket: PathBuf) -> Result<Daemon, String> {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -116,19 +136,25 @@ impl Daemon {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("no ready line; stderr:\n{}", log.lock().unwrap());
+                let _ = child.wait();
+                // The reader has the whole log once it sees the pipe close.
+                let start = Instant::now();
+                while Arc::strong_count(&log) > 1 && start.elapsed() < PATIENCE {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                return Err(log.lock().unwrap().clone());
             }
         };
         let id = parse_ready(&line);
         let admin = PathBuf::from(format!("{}.admin", socket.display()));
-        Daemon {
+        Ok(Daemon {
             child,
             socket,
             admin,
             id,
             dir: dir.to_owned(),
             stderr: log,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {

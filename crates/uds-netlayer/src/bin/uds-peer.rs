@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Connections are end-to-end encrypted by default; `--plaintext` speaks
-//! to draft and Goblins peers.
+//! to draft and Goblins peers. `--sandbox[=auto|require]` confines the
+//! process once its intro sockets are open.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use uds_handshake::Identity;
-use uds_netlayer::{Connection, IntroServer, UdsNetlayer};
+use uds_netlayer::sandbox::{Policy, SandboxMode};
+use uds_netlayer::{Builder, Connection, IntroServer, UdsNetlayer};
 use uds_syrup::{Designator, Locator, WireProfile};
 
 const LONG_ABOUT: &str = "\
@@ -41,7 +43,12 @@ Introduction servers are given with --intro: a socket path, or @NAME for an
 abstract socket. Without --intro, the socket inherited in OCAPN_UDS_INTRO_FD
 is used if set (as `uds-introd spawn` provides), else
 $XDG_RUNTIME_DIR/ocapn/intro.sock. Errors go to stderr with a non-zero exit
-status; RUST_LOG=debug shows what the netlayer does.";
+status; RUST_LOG=debug shows what the netlayer does.
+
+With --sandbox (or --sandbox=require), once its key is read and its intro
+sockets are open it confines itself: no new privileges, no filesystem
+access, no TCP/UDP, no signals to other processes (Linux Landlock), and
+prints what is in force on stderr (`uds-peer: sandbox: ...`).";
 
 #[derive(Parser)]
 #[command(name = "uds-peer", version, about = "A command-line OCapN Unix-domain-socket peer", long_about = LONG_ABOUT)]
@@ -76,6 +83,24 @@ struct Cli {
     /// plaintext mode.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
     timeout: f64,
+    /// Confine this process once its key is read and its intro sockets are
+    /// open: no new privileges, and (Linux Landlock) no filesystem access,
+    /// no TCP/UDP, no signals to other processes; reaching its introduction
+    /// servers keeps working, also after they restart (for @NAME servers,
+    /// abstract-socket scoping stays off). `--sandbox` alone means `auto`
+    /// (confine as far as the kernel allows); `--sandbox=require` refuses to
+    /// run without all of it. What is in force is printed on stderr.
+    #[arg(
+        long,
+        value_name = "MODE",
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "off",
+        default_missing_value = "auto",
+        value_parser = parse_sandbox
+    )]
+    sandbox: SandboxMode,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +127,11 @@ enum Command {
 #[derive(Clone, Copy, Debug)]
 struct WireChoice(Option<WireProfile>);
 
+fn parse_sandbox(s: &str) -> Result<SandboxMode, String> {
+    s.parse()
+        .map_err(|e: uds_netlayer::sandbox::ParseModeError| e.to_string())
+}
+
 fn parse_wire(s: &str) -> Result<WireChoice, String> {
     if s == "auto" {
         return Ok(WireChoice(None));
@@ -122,7 +152,17 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .init();
+    // Everything that needs the filesystem happens here, on this single
+    // thread, then the confinement; the runtime's threads inherit it.
+    let prepared = match prepare(&cli) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("uds-peer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(prepared.workers)
         .enable_all()
         .build()
     {
@@ -132,7 +172,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli, prepared)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("uds-peer: {e}");
@@ -141,8 +181,21 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
-    // Every argument is checked before any I/O.
+/// What `main` sets up before the runtime starts.
+struct Prepared {
+    builder: Builder,
+    target: Option<Locator>,
+    wait: std::time::Duration,
+    timeout: std::time::Duration,
+    /// The runtime's worker threads, counted before confining (the CPU
+    /// quota is read from files).
+    workers: usize,
+}
+
+/// Checks the arguments (before any I/O), reads the key, takes the
+/// inherited intro socket, configures the netlayer and, with `--sandbox`,
+/// confines the process (which opens the intro sockets first).
+fn prepare(cli: &Cli) -> Result<Prepared, BoxError> {
     let target: Option<Locator> = match &cli.command {
         Command::Connect { uri } => {
             let peer: Locator = uri.parse().map_err(|e| format!("{uri}: {e}"))?;
@@ -192,6 +245,28 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         };
         builder = builder.intro(pin(server));
     }
+    let workers = worker_threads();
+    if cli.sandbox != SandboxMode::Off {
+        let report = builder.confine(cli.sandbox, Policy::new())?;
+        eprintln!("uds-peer: {}", report.status_line());
+    }
+    Ok(Prepared {
+        builder,
+        target,
+        wait,
+        timeout,
+        workers,
+    })
+}
+
+async fn run(cli: Cli, prepared: Prepared) -> Result<ExitCode, BoxError> {
+    let Prepared {
+        builder,
+        target,
+        wait,
+        timeout,
+        ..
+    } = prepared;
     let net = builder.build()?;
     tokio::time::timeout(wait, net.registered())
         .await
@@ -241,6 +316,17 @@ async fn run(cli: Cli) -> Result<ExitCode, BoxError> {
         }
         (Command::Connect { .. }, None) => Err("no locator to connect to".into()),
     }
+}
+
+/// The number of worker threads: `TOKIO_WORKER_THREADS` if set, else the
+/// CPUs available to this process (which reads the cgroup CPU quota from
+/// files, so it must run before confining).
+fn worker_threads() -> usize {
+    std::env::var("TOKIO_WORKER_THREADS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&n: &usize| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 fn duration_arg(name: &str, secs: f64) -> Result<std::time::Duration, BoxError> {
