@@ -368,12 +368,48 @@ fn write_error(e: SendError) -> WriteError {
 }
 
 type Request = (Outgoing, oneshot::Sender<Result<(), WriteError>>);
+type Handover = (UnitWriter, oneshot::Sender<Result<(), WriteError>>);
+
+/// What the writer task and the callers' fast path share.
+#[derive(Debug)]
+struct Shared {
+    stream: Arc<FdStream>,
+    state: std::sync::Mutex<State>,
+    /// Wakes the task: a handover, or the end of a caller's write.
+    wake: tokio::sync::Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// A unit is being written (by a caller's fast path or by the task).
+    busy: bool,
+    /// A unit a caller started but could not finish without waiting: the
+    /// task finishes it before anything else.
+    handover: Option<Handover>,
+    /// The connection failed: nothing more is written.
+    closed: bool,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// A handle to a connection's writer task: the only code that writes to
-/// the connection. Cheap to clone.
+/// the connection, apart from a caller that finds it idle and writes a
+/// unit at once without waiting (which saves waking the task; a unit it
+/// cannot finish at once is handed to the task). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct IntroWriter {
     tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+}
+
+/// What the task writes next.
+enum Item {
+    Handover(Handover),
+    Queued(Request),
 }
 
 impl IntroWriter {
@@ -388,10 +424,67 @@ impl IntroWriter {
         timeout: Duration,
     ) -> (IntroWriter, tokio::task::JoinHandle<Result<(), WriteError>>) {
         let (tx, mut rx) = mpsc::channel::<Request>(capacity.max(1));
+        let shared = Arc::new(Shared {
+            stream,
+            state: std::sync::Mutex::new(State::default()),
+            wake: tokio::sync::Notify::new(),
+        });
+        let task_shared = shared.clone();
         let task = tokio::spawn(async move {
-            while let Some((unit, done)) = rx.recv().await {
-                let mut w = UnitWriter::new(unit);
-                let result = match tokio::time::timeout(timeout, w.write(&stream)).await {
+            let shared = task_shared;
+            let mut pending: Option<Request> = None;
+            let mut senders_gone = false;
+            loop {
+                let broken = {
+                    let st = shared.state();
+                    st.closed && !st.busy
+                };
+                if broken {
+                    // A caller's write broke the connection.
+                    rx.close();
+                    if let Some((_, done)) = pending.take() {
+                        let _ = done.send(Err(WriteError::Closed));
+                    }
+                    while let Some((_, done)) = rx.recv().await {
+                        let _ = done.send(Err(WriteError::Closed));
+                    }
+                    return Err(WriteError::Closed);
+                }
+                let item = {
+                    let mut st = shared.state();
+                    if let Some(h) = st.handover.take() {
+                        Some(Item::Handover(h))
+                    } else if st.busy {
+                        None
+                    } else if let Some(req) = pending.take().or_else(|| rx.try_recv().ok()) {
+                        st.busy = true;
+                        Some(Item::Queued(req))
+                    } else {
+                        None
+                    }
+                };
+                let Some(item) = item else {
+                    if senders_gone && !shared.state().busy {
+                        return Ok(());
+                    }
+                    if pending.is_some() || senders_gone {
+                        shared.wake.notified().await;
+                    } else {
+                        tokio::select! {
+                            _ = shared.wake.notified() => {}
+                            r = rx.recv() => match r {
+                                Some(req) => pending = Some(req),
+                                None => senders_gone = true,
+                            },
+                        }
+                    }
+                    continue;
+                };
+                let (mut w, done) = match item {
+                    Item::Handover(h) => h,
+                    Item::Queued((unit, done)) => (UnitWriter::new(unit), done),
+                };
+                let result = match tokio::time::timeout(timeout, w.write(&shared.stream)).await {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(write_error(e)),
                     Err(_) => Err(WriteError::Timeout(timeout)),
@@ -404,38 +497,95 @@ impl IntroWriter {
                     Err(e) => Some(e.clone()),
                 };
                 drop(w);
+                {
+                    let mut st = shared.state();
+                    st.busy = false;
+                    st.closed = failed.is_some();
+                }
                 let _ = done.send(result);
                 if let Some(e) = failed {
                     rx.close();
+                    if let Some((_, done)) = pending.take() {
+                        let _ = done.send(Err(WriteError::Closed));
+                    }
                     while let Some((_, done)) = rx.recv().await {
                         let _ = done.send(Err(WriteError::Closed));
                     }
                     return Err(e);
                 }
             }
-            Ok(())
         });
-        (IntroWriter { tx }, task)
+        (IntroWriter { tx, shared }, task)
     }
 
     /// Sends `unit` and waits until it is on the wire.
+    ///
+    /// When nothing is queued and nobody is writing, the unit is written
+    /// from this call at once; a unit the socket cannot take at once is
+    /// handed to the writer task, which finishes it within the timeout.
     ///
     /// # Cancel safety
     ///
     /// Dropping the future before the unit was queued sends nothing;
     /// dropping it afterwards still sends the whole unit (only the outcome is
-    /// lost). The connection never carries half a unit because of a caller.
+    /// lost). The connection never carries half a unit because of a caller:
+    /// the fast path writes or hands over without waiting in between.
     pub async fn send(&self, unit: Outgoing) -> Result<(), WriteError> {
-        let (done, outcome) = oneshot::channel();
-        self.tx
-            .send((unit, done))
-            .await
-            .map_err(|_| WriteError::Closed)?;
-        outcome.await.unwrap_or(Err(WriteError::Closed))
+        let fast = {
+            let mut st = self.shared.state();
+            if st.closed {
+                return Err(WriteError::Closed);
+            }
+            let idle = !st.busy
+                && st.handover.is_none()
+                && self.tx.capacity() == self.tx.max_capacity();
+            if idle {
+                st.busy = true;
+            }
+            idle
+        };
+        if !fast {
+            let (done, outcome) = oneshot::channel();
+            self.tx
+                .send((unit, done))
+                .await
+                .map_err(|_| WriteError::Closed)?;
+            return outcome.await.unwrap_or(Err(WriteError::Closed));
+        }
+        let mut w = UnitWriter::new(unit);
+        let polled = {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            w.poll_write(&mut cx, &self.shared.stream)
+        };
+        match polled {
+            Poll::Ready(result) => {
+                let result = result.map_err(write_error);
+                let broken = match &result {
+                    Ok(()) => false,
+                    Err(WriteError::Refused(_)) => !w.is_untouched(),
+                    Err(_) => true,
+                };
+                drop(w);
+                {
+                    let mut st = self.shared.state();
+                    st.busy = false;
+                    st.closed |= broken;
+                }
+                // Units queued meanwhile (or the end of the connection).
+                self.shared.wake.notify_one();
+                result
+            }
+            Poll::Pending => {
+                let (done, outcome) = oneshot::channel();
+                self.shared.state().handover = Some((w, done));
+                self.shared.wake.notify_one();
+                outcome.await.unwrap_or(Err(WriteError::Closed))
+            }
+        }
     }
 
-    /// Whether the writer task has stopped.
+    /// Whether the writer task has stopped or the connection failed.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.tx.is_closed() || self.shared.state().closed
     }
 }
