@@ -4,7 +4,7 @@
 //! An intro connection carries Syrup messages and introductions (a
 //! `uds:new-connection` record, then one separate `sendmsg` of 4 body bytes
 //! carrying the socket). The framing rules are the sans-I/O
-//! [`IntroChannel`](crate::channel::IntroChannel); this module only moves
+//! [`IntroChannel`]; this module only moves
 //! bytes and fds between it and an [`FdStream`]:
 //!
 //! * [`IntroReader`] reads events (messages and introductions with their
