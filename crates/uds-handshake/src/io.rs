@@ -536,9 +536,8 @@ impl IntroWriter {
             if st.closed {
                 return Err(WriteError::Closed);
             }
-            let idle = !st.busy
-                && st.handover.is_none()
-                && self.tx.capacity() == self.tx.max_capacity();
+            let idle =
+                !st.busy && st.handover.is_none() && self.tx.capacity() == self.tx.max_capacity();
             if idle {
                 st.busy = true;
             }

@@ -113,6 +113,7 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
                 delay = ctx.settings.backoff_min;
             }
             Err(e) => {
+                ctx.stats.link_failed();
                 let failures = link
                     .failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

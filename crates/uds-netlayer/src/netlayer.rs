@@ -27,6 +27,7 @@ pub(crate) struct Stats {
     incoming_refused: AtomicU64,
     handshakes_failed: AtomicU64,
     handshakes_dropped: AtomicU64,
+    link_failures: AtomicU64,
 }
 
 impl Stats {
@@ -45,6 +46,11 @@ impl Stats {
     /// total.
     pub(crate) fn handshake_failed(&self) -> u64 {
         self.handshakes_failed.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts one failed attempt to reach or register with a server.
+    pub(crate) fn link_failed(&self) {
+        self.link_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one incoming connection closed because too many handshakes
@@ -71,6 +77,10 @@ pub struct NetlayerStats {
     /// Incoming connections closed because `max_handshakes` were in
     /// progress.
     pub handshakes_dropped: u64,
+    /// Attempts to reach or register with a server that failed (the server
+    /// was away, refused us, had the wrong key or uid, ...); the netlayer
+    /// retries with backoff.
+    pub link_failures: u64,
 }
 
 pub(crate) struct Inner {
@@ -186,6 +196,7 @@ impl UdsNetlayer {
             incoming_refused: s.incoming_refused.load(Ordering::Relaxed),
             handshakes_failed: s.handshakes_failed.load(Ordering::Relaxed),
             handshakes_dropped: s.handshakes_dropped.load(Ordering::Relaxed),
+            link_failures: s.link_failures.load(Ordering::Relaxed),
         }
     }
 

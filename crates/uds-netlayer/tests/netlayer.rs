@@ -15,6 +15,16 @@ use uds_netlayer::{Connection, Direction, Netlayer, NetlayerError, UdsNetlayer};
 use uds_syrup::codec::Framing;
 use uds_syrup::{Locator, Value, WireProfile};
 
+/// Waits until `net` has failed to reach or register with a server at
+/// least once.
+async fn link_failed(net: &UdsNetlayer) {
+    let start = std::time::Instant::now();
+    while net.stats().link_failures == 0 {
+        assert!(start.elapsed() < PATIENCE, "no link attempt failed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 fn net(servers: &[&std::path::Path]) -> UdsNetlayer {
     let mut b = UdsNetlayer::builder()
         .backoff(Duration::from_millis(20), Duration::from_millis(200))
@@ -343,7 +353,7 @@ fn a_pinned_server_key_is_required() {
             .build()
             .unwrap();
         registered_with(&right, 1).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        link_failed(&pinned).await;
         assert!(
             pinned.registered_servers().is_empty(),
             "a server with another key is refused"
@@ -415,7 +425,7 @@ fn an_intro_server_running_as_another_user_is_refused_unless_allowed() {
             .build()
             .unwrap();
         registered_with(&allowed, 1).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        link_failed(&refused).await;
         assert!(
             refused.registered_servers().is_empty(),
             "a server of another uid is not trusted"
