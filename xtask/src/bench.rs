@@ -38,6 +38,8 @@ enum Rule {
     MinMetric(f64),
     /// a metric at most this value.
     MaxMetric(f64),
+    /// a metric below this value (strictly: "faster than").
+    BelowMetric(f64),
 }
 
 struct Budget {
@@ -71,7 +73,7 @@ const BUDGETS: &[Budget] = &[
         what: "connect + first round trip, plaintext",
         group: "netlayer/connect",
         name: "netlayer",
-        rule: Rule::MaxTimeRatio(1.5),
+        rule: Rule::MaxTimeRatio(1.25),
     },
     Budget {
         what: "64-byte message round trip, e2ee",
@@ -98,22 +100,52 @@ const BUDGETS: &[Budget] = &[
         rule: Rule::MinThroughputRatio(0.8),
     },
     Budget {
-        what: "intro server: registrations per second (per daemon core)",
+        what: "intro server: daemon CPU per registration vs one Ed25519 sign + verify",
         group: "introd/load",
-        name: "registrations/s per daemon core",
-        rule: Rule::MinMetric(10_000.0),
+        name: "daemon CPU per registration ÷ (sign + verify)",
+        rule: Rule::MaxMetric(1.2),
     },
     Budget {
-        what: "intro server: intros per second",
+        what: "intro server: resident memory per idle peer (100,000 peers)",
         group: "introd/load",
-        name: "intros/s",
+        name: "KiB/peer at 100k",
+        rule: Rule::MaxMetric(6.0),
+    },
+    Budget {
+        what: "intro server: registrations per second held (100,000 vs 1,000 peers)",
+        group: "introd/load",
+        name: "registrations/s at 100k ÷ at 1k",
+        rule: Rule::MinMetric(0.8),
+    },
+    Budget {
+        what: "intro server: intros per second held (100,000 vs 1,000 peers)",
+        group: "introd/load",
+        name: "intros/s at 100k ÷ at 1k",
+        rule: Rule::MinMetric(0.8),
+    },
+    Budget {
+        what: "intro server: intros per second (10,000 peers)",
+        group: "introd/load",
+        name: "intros/s at 10k",
         rule: Rule::MinMetric(50_000.0),
     },
     Budget {
-        what: "intro server: resident memory per idle peer (10,000 peers)",
-        group: "introd/load",
-        name: "KiB/peer",
-        rule: Rule::MaxMetric(8.0),
+        what: "intro server: CPU per intro vs dbus-daemon's per fd-carrying call",
+        group: "introd/dbus",
+        name: "uds-introd CPU per intro ÷ dbus-daemon CPU per call",
+        rule: Rule::MaxMetric(0.5),
+    },
+    Budget {
+        what: "connect + first byte through uds-introd vs through dbus-daemon",
+        group: "introd/dbus",
+        name: "connect + first byte: uds-introd ÷ dbus-daemon",
+        rule: Rule::BelowMetric(1.0),
+    },
+    Budget {
+        what: "connect + first byte through the netlayer (plaintext) vs through dbus-daemon",
+        group: "introd/dbus",
+        name: "connect + first byte: netlayer ÷ dbus-daemon",
+        rule: Rule::BelowMetric(1.0),
     },
 ];
 
@@ -454,20 +486,60 @@ fn judge(b: &Budget, c: &Groups<Measured>, m: &Groups<Metric>) -> Option<(String
         Rule::MinMetric(limit) => {
             let x = m.get(b.group)?.get(b.name)?;
             (
-                format!("{:.0} {}", x.value, x.unit),
-                format!("≥ {limit}"),
+                fmt_metric(x),
+                format!("≥ {}", fmt_limit(limit, &x.unit)),
                 x.value >= limit,
             )
         }
         Rule::MaxMetric(limit) => {
             let x = m.get(b.group)?.get(b.name)?;
             (
-                format!("{:.2} {}", x.value, x.unit),
-                format!("≤ {limit}"),
+                fmt_metric(x),
+                format!("≤ {}", fmt_limit(limit, &x.unit)),
                 x.value <= limit,
             )
         }
+        Rule::BelowMetric(limit) => {
+            let x = m.get(b.group)?.get(b.name)?;
+            (
+                fmt_metric(x),
+                format!("< {}", fmt_limit(limit, &x.unit)),
+                x.value < limit,
+            )
+        }
     })
+}
+
+/// A number with as many decimals as its size calls for: `97486`,
+/// `7.47`, `0.962`.
+fn fmt_number(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else if x.abs() >= 1.0 {
+        format!("{x:.2}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+/// A budget's limit with the unit of its metric: `1.2×`, `6 KiB`.
+fn fmt_limit(limit: f64, unit: &str) -> String {
+    match unit {
+        "×" => format!("{limit}×"),
+        "" => format!("{limit}"),
+        unit => format!("{limit} {unit}"),
+    }
+}
+
+/// A metric and its unit; ratios (unit `×`) are written `0.96×`.
+fn fmt_metric(x: &Metric) -> String {
+    match x.unit.as_str() {
+        "×" => format!("{}×", fmt_number(x.value)),
+        "" => fmt_number(x.value),
+        unit => format!("{} {unit}", fmt_number(x.value)),
+    }
 }
 
 fn render(c: &Groups<Measured>, m: &Groups<Metric>) -> String {
@@ -516,7 +588,7 @@ fn render(c: &Groups<Measured>, m: &Groups<Metric>) -> String {
         let _ = writeln!(s, "| metric | value |");
         let _ = writeln!(s, "|---|---|");
         for (name, x) in rows {
-            let _ = writeln!(s, "| {name} | {:.2} {} |", x.value, x.unit);
+            let _ = writeln!(s, "| {name} | {} |", fmt_metric(x));
         }
     }
     let _ = writeln!(s, "{END}");
@@ -561,14 +633,155 @@ mod tests {
         );
     }
 
+    fn metrics(rows: &[(&str, &str, f64, &str)]) -> Groups<Metric> {
+        let mut out: Groups<Metric> = BTreeMap::new();
+        for &(group, name, value, unit) in rows {
+            out.entry(group.to_owned()).or_default().insert(
+                name.to_owned(),
+                Metric {
+                    value,
+                    unit: unit.to_owned(),
+                },
+            );
+        }
+        out
+    }
+
+    fn budget(name: &str) -> &'static Budget {
+        BUDGETS.iter().find(|b| b.name == name).unwrap()
+    }
+
+    #[test]
+    fn ratios_against_the_floor_and_dbus_are_judged() {
+        let m = metrics(&[
+            (
+                "introd/load",
+                "daemon CPU per registration ÷ (sign + verify)",
+                1.31,
+                "×",
+            ),
+            ("introd/load", "KiB/peer at 100k", 5.5, "KiB"),
+            ("introd/load", "registrations/s at 100k ÷ at 1k", 0.79, "×"),
+            (
+                "introd/dbus",
+                "connect + first byte: uds-introd ÷ dbus-daemon",
+                1.0,
+                "×",
+            ),
+            (
+                "introd/dbus",
+                "connect + first byte: netlayer ÷ dbus-daemon",
+                0.998,
+                "×",
+            ),
+        ]);
+        let c = Groups::new();
+        let judged = |name| judge(budget(name), &c, &m).unwrap();
+        assert_eq!(
+            judged("daemon CPU per registration ÷ (sign + verify)"),
+            ("1.31×".to_owned(), "≤ 1.2×".to_owned(), false)
+        );
+        assert_eq!(
+            judged("KiB/peer at 100k"),
+            ("5.50 KiB".to_owned(), "≤ 6 KiB".to_owned(), true)
+        );
+        assert_eq!(
+            judged("registrations/s at 100k ÷ at 1k"),
+            ("0.790×".to_owned(), "≥ 0.8×".to_owned(), false)
+        );
+        // "Faster than" is strict: equal is not within.
+        assert!(!judged("connect + first byte: uds-introd ÷ dbus-daemon").2);
+        assert!(judged("connect + first byte: netlayer ÷ dbus-daemon").2);
+        // A budget whose metric is missing (a smaller run, or dbus-daemon
+        // not installed) is not judged.
+        assert!(judge(budget("intros/s at 100k ÷ at 1k"), &c, &m).is_none());
+        let report = render(&c, &m);
+        assert!(
+            report.contains(
+                "| intro server: intros per second held (100,000 vs 1,000 peers) | not measured"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("| intro server: resident memory per idle peer (100,000 peers) | 5.50 KiB | ≤ 6 KiB | yes |"),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn metrics_files_are_read_with_their_units() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("dbus.json"),
+            r#"[{"group":"introd/dbus","name":"uds-introd CPU per intro ÷ dbus-daemon CPU per call","value":0.45,"unit":"×"}]"#,
+        )
+        .unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a metrics file").unwrap();
+        let m = read_metrics(&dir).unwrap();
+        std::fs::write(dir.join("bad.json"), r#"[{"group":"g"}]"#).unwrap();
+        let bad = read_metrics(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let b = budget("uds-introd CPU per intro ÷ dbus-daemon CPU per call");
+        assert_eq!(
+            judge(b, &Groups::new(), &m).unwrap(),
+            ("0.450×".to_owned(), "≤ 0.5×".to_owned(), true)
+        );
+        let Err(e) = bad else {
+            panic!("a row without a value was accepted")
+        };
+        assert!(e.contains("rows need group, name and value"), "{e}");
+    }
+
+    /// Metric budgets name metrics by string: each name (up to its size,
+    /// " at 100k") must be written by some benchmark.
+    #[test]
+    fn every_metric_budget_names_a_metric_a_benchmark_writes() {
+        let mut sources = String::new();
+        let crates = crate::workspace_root().join("crates");
+        for c in std::fs::read_dir(crates).unwrap().flatten() {
+            let mut files = Vec::new();
+            collect_rs(&c.path().join("benches"), &mut files);
+            for f in files {
+                sources += &std::fs::read_to_string(f).unwrap();
+            }
+        }
+        for b in BUDGETS {
+            if let Rule::MinMetric(_) | Rule::MaxMetric(_) | Rule::BelowMetric(_) = b.rule {
+                let stem = b.name.split(" at ").next().unwrap();
+                assert!(sources.contains(stem), "no benchmark writes {:?}", b.name);
+                assert!(
+                    sources.contains(b.group),
+                    "no benchmark writes {:?}",
+                    b.group
+                );
+            }
+        }
+    }
+
+    fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                collect_rs(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+
     #[test]
     fn the_workspace_has_benchmarks_and_no_library_among_them() {
         let targets = bench_targets(&crate::workspace_root(), &[]).unwrap();
-        assert!(
-            targets
-                .iter()
-                .any(|(p, b)| p == "uds-introd" && b == "load")
-        );
+        for bench in ["load", "dbus"] {
+            assert!(
+                targets.iter().any(|(p, b)| p == "uds-introd" && b == bench),
+                "{bench}: {targets:?}"
+            );
+        }
         assert!(targets.iter().all(|(p, b)| p != b), "{targets:?}");
     }
 }

@@ -1,221 +1,196 @@
-//! Load on the real daemon (release build), with clients in this process:
+//! Load on the real daemon (the build of this profile, a separate process),
+//! with clients in this process, against figures measured in the same run:
 //!
-//! * registrations per second while 10,000 peers register, 64 at a time;
-//! * resident memory per registered idle peer at 10,000 peers;
-//! * intros per second, 100 senders each sending 500 intros to its own
-//!   receiver, with at most 32 in flight per sender.
+//! * **the floor**: one Ed25519 signature of a 64-byte challenge plus one
+//!   strict verification, averaged over a few thousand on one thread of
+//!   this process. A registration costs the daemon at least that (it signs
+//!   the client's challenge and verifies the client's signature of its
+//!   own); the budget is on `daemon CPU per registration ÷ (sign + verify)`;
+//! * **a growing population**: peers register in steps, 64 handshakes in
+//!   flight, until 1,000, 10,000 and 100,000 are registered and idle. At
+//!   each size: registrations per second during the step and the daemon's
+//!   CPU per registration against the floor; resident memory per peer (the
+//!   daemon's RSS growth since start ÷ peers); intros per second, 100
+//!   senders each sending 500 intros to its own receiver with at most 32 in
+//!   flight (the same 200 peers at every size), and the daemon's CPU per
+//!   intro. The rates at the largest size are compared with those at 1,000.
 //!
-//! Clients and daemon share this machine's cores, so the end-to-end figures
-//! are a lower bound of what the daemon alone can do; the CPU time the
-//! daemon spends per registration is measured too, and its inverse is the
-//! daemon's capacity per core (the figure the budget applies to). Results go to stdout and,
-//! under `cargo xtask bench`, to `$OCAPN_BENCH_REPORT_DIR/introd.json`.
+//! The process raises `RLIMIT_NOFILE` (soft and hard, up to
+//! `/proc/sys/fs/nr_open`) for itself and the daemon; if it cannot be raised
+//! enough, the largest size that fits is run and the output says so.
+//!
+//! Clients and daemon share this machine's cores, so end-to-end rates are a
+//! lower bound of what the daemon alone can do; CPU times are exact (each
+//! process's POSIX CPU-time clock). Results go to stdout and, under
+//! `cargo xtask bench`, to `$OCAPN_BENCH_REPORT_DIR/introd.json`.
 
-use std::io::{BufRead, BufReader};
-use std::os::fd::AsFd;
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use uds_fdpass::FdStream;
-use uds_handshake::channel::{ChannelEvent, IntroChannel};
-use uds_handshake::{ClientConfig, ClientHandshake, Identity};
-use uds_syrup::{Limits, NewConnection, SCM_RIGHTS_BODY};
+use common::{Peer, Report, size_label};
 
-const PEERS: usize = 10_000;
+/// The population sizes at which the curve is taken.
+const SIZES: [usize; 3] = [1_000, 10_000, 100_000];
+/// Registration handshakes in flight.
 const CONCURRENCY: usize = 64;
+/// Sender/receiver pairs for the intros.
 const PAIRS: usize = 100;
 const INTROS_PER_PAIR: usize = 500;
-/// Intros a sender has in flight before it waits for its receiver (like
-/// dialers waiting for an answer).
-const WINDOW: usize = 32;
+/// Signatures and verifications averaged for the floor.
+const FLOOR_ROUNDS: usize = 3_000;
+/// File descriptors kept free besides one per peer, in this process and in
+/// the daemon: intros in flight (at most 100 × 32), the pairs' sockets, the
+/// runtimes, the daemon's listeners.
+const FD_SLACK: usize = 4_096;
 
-struct Peer {
-    stream: FdStream,
-    chan: IntroChannel<std::os::fd::OwnedFd>,
-    identity: Arc<Identity>,
-}
-
-async fn next_event(p: &mut Peer) -> ChannelEvent<std::os::fd::OwnedFd> {
-    loop {
-        if let Some(e) = p.chan.next_event().expect("valid input") {
-            return e;
-        }
-        let got = p.stream.recv(p.chan.buffer_mut()).await.expect("recv");
-        assert!(!got.is_eof(), "daemon closed a benchmark client");
-        p.chan.push_fds(got.fds);
-    }
-}
-
-async fn register(socket: &Path) -> Peer {
-    let stream = FdStream::from(
-        tokio::net::UnixStream::connect(socket)
-            .await
-            .expect("connect"),
-    );
-    let identity = Arc::new(Identity::generate());
-    let mut hs = ClientHandshake::new(identity.clone(), ClientConfig::default());
-    let mut p = Peer {
-        stream,
-        chan: IntroChannel::new(Limits::intro_channel()),
-        identity,
-    };
-    p.stream.send(&hs.register_message(), &[]).await.unwrap();
-    let ChannelEvent::Message { value, .. } = next_event(&mut p).await else {
-        panic!("expected a server response")
-    };
-    let done = hs.receive(&value).expect("handshake");
-    p.stream.send(&done.signature_message, &[]).await.unwrap();
-    p
-}
-
-/// CPU seconds (user + system) used so far by process `pid` ("self" for us).
-fn cpu_seconds(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // Fields after the command name (which may contain spaces).
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split(' ').collect();
-    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
-    ticks / 100.0
-}
-
-fn rss_kib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0)
+/// One point of the curve.
+struct Point {
+    peers: usize,
+    regs_per_s: f64,
+    daemon_us_per_reg: f64,
+    kib_per_peer: f64,
+    intros_per_s: f64,
 }
 
 fn main() {
-    if let Ok((_, hard)) =
-        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-    {
-        let _ =
-            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard);
+    common::exit_on_panic();
+    let largest = *SIZES.last().unwrap();
+    let (limit, short) = common::raise_nofile((largest + FD_SLACK) as u64);
+    // Whole thousands, so that the sizes read well.
+    let fits = (limit as usize).saturating_sub(FD_SLACK) / 1000 * 1000;
+    let fits = fits.max(2 * PAIRS);
+    let mut sizes: Vec<usize> = SIZES.iter().copied().filter(|&n| n <= fits).collect();
+    if fits < largest {
+        if sizes.last() != Some(&fits) {
+            sizes.push(fits);
+        }
+        println!(
+            "introd/load: only {fits} peers fit instead of {largest}: RLIMIT_NOFILE is {limit} \
+             (the daemon needs one fd per peer, and so do the clients here), and it cannot \
+             be raised: {}",
+            short.as_deref().unwrap_or("unknown reason")
+        );
     }
+    let max_peers = *sizes.last().unwrap();
+
+    let mut report = Report::new("introd/load");
+    let floor_us = common::sign_verify_floor_us(FLOOR_ROUNDS);
+    report.metric("sign + verify (floor)", floor_us, "µs");
+
     let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("intro.sock");
-    let n = (PEERS + 100).to_string();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_uds-introd"))
-        .arg("--socket")
-        .arg(&socket)
-        .args([
-            "--no-admin",
-            "--max-clients",
-            &n,
-            "--max-clients-per-uid",
-            &n,
-        ])
-        .args(["--max-unregistered", &n])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start uds-introd");
-    let mut ready = String::new();
-    BufReader::new(daemon.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert!(ready.starts_with("uds-introd ready"), "{ready}");
+    let socket = Arc::new(dir.path().join("intro.sock"));
+    let mut daemon = common::start_introd(&socket, max_peers + CONCURRENCY + 16);
     let pid = daemon.id();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let (regs_per_s, daemon_us, client_us, kib_per_peer, intros_per_s) = rt.block_on(async {
-        let rss_before = rss_kib(pid);
-        // Registrations.
-        let start = Instant::now();
-        let (daemon_cpu0, our_cpu0) = (cpu_seconds(&pid.to_string()), cpu_seconds("self"));
-        let socket = Arc::new(socket);
-        let mut peers = Vec::with_capacity(PEERS);
-        let mut tasks = tokio::task::JoinSet::new();
-        let mut launched = 0;
-        while peers.len() < PEERS {
-            while tasks.len() < CONCURRENCY && launched < PEERS {
-                let s = socket.clone();
-                tasks.spawn(async move { register(&s).await });
-                launched += 1;
-            }
-            peers.push(tasks.join_next().await.unwrap().unwrap());
-        }
-        let regs_per_s = PEERS as f64 / start.elapsed().as_secs_f64();
-        let daemon_us = (cpu_seconds(&pid.to_string()) - daemon_cpu0) * 1e6 / PEERS as f64;
-        let client_us = (cpu_seconds("self") - our_cpu0) * 1e6 / PEERS as f64;
-        // Let the daemon process the last signatures, then measure memory.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        let kib_per_peer = (rss_kib(pid) - rss_before) / PEERS as f64;
-
-        // Intros: sender i sends to receiver i, passing the same socket
-        // each time (the receiver gets a new fd every time and closes it).
-        let receivers: Vec<Peer> = peers.drain(..PAIRS).collect();
-        let senders: Vec<Peer> = peers.drain(..PAIRS).collect();
-        let start = Instant::now();
-        let mut tasks = tokio::task::JoinSet::new();
-        for (mut rx, tx) in receivers.into_iter().zip(senders) {
-            let to = rx.identity.locator();
-            tasks.spawn(async move {
-                let (keep, give) = uds_fdpass::socketpair().unwrap();
-                let record = NewConnection {
-                    from: tx.identity.locator(),
-                    to,
+    let (points, total) = rt.block_on(async {
+        let rss_start = common::rss_kib(pid);
+        let mut idle: Vec<uds_fdpass::FdStream> = Vec::with_capacity(max_peers);
+        let mut pairs: Vec<(Peer, Peer)> = Vec::new();
+        let mut points = Vec::new();
+        let (mut reg_wall, mut reg_daemon_ns, mut reg_own_ns) = (Duration::ZERO, 0u64, 0u64);
+        let mut registered = 0;
+        for &size in &sizes {
+            // Keys are made before the clock starts: registering is measured,
+            // not key generation.
+            let ids = common::identities(size - registered);
+            let (d0, o0, start) = (common::cpu_ns(pid), common::own_cpu_ns(), Instant::now());
+            let mut peers = common::register_all(&socket, ids, CONCURRENCY).await;
+            let wall = start.elapsed();
+            // The last signatures may still be in the daemon's hands.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let (daemon_ns, own_ns) = (common::cpu_ns(pid) - d0, common::own_cpu_ns() - o0);
+            let added = size - registered;
+            registered = size;
+            reg_wall += wall;
+            reg_daemon_ns += daemon_ns;
+            reg_own_ns += own_ns;
+            let kib_per_peer = (common::rss_kib(pid) - rss_start) / size as f64;
+            if pairs.is_empty() {
+                let mut full = peers.drain(..2 * PAIRS);
+                while let (Some(rx), Some(tx)) = (full.next(), full.next()) {
+                    pairs.push((rx, tx));
                 }
-                .to_value()
-                .encode();
-                let window = tokio::sync::Semaphore::new(WINDOW);
-                let sender = async {
-                    for _ in 0..INTROS_PER_PAIR {
-                        window.acquire().await.unwrap().forget();
-                        tx.stream.send(&record, &[]).await.unwrap();
-                        tx.stream
-                            .send(&SCM_RIGHTS_BODY, &[give.as_fd()])
-                            .await
-                            .unwrap();
-                    }
-                };
-                let receiver = async {
-                    for _ in 0..INTROS_PER_PAIR {
-                        match next_event(&mut rx).await {
-                            ChannelEvent::Introduction { fd, .. } => drop(fd),
-                            other => panic!("{other:?}"),
-                        }
-                        window.add_permits(1);
-                    }
-                };
-                tokio::join!(sender, receiver);
-                drop((keep, give, tx, rx));
-            });
+            }
+            // Idle peers keep only their socket.
+            idle.extend(peers.into_iter().map(|p| p.stream));
+
+            let d0 = common::cpu_ns(pid);
+            let (back, elapsed) = common::intro_burst(pairs, INTROS_PER_PAIR).await;
+            pairs = back;
+            let intros = (PAIRS * INTROS_PER_PAIR) as f64;
+            let intro_us = (common::cpu_ns(pid) - d0) as f64 / 1e3 / intros;
+            let point = Point {
+                peers: size,
+                regs_per_s: added as f64 / wall.as_secs_f64(),
+                daemon_us_per_reg: daemon_ns as f64 / 1e3 / added as f64,
+                kib_per_peer,
+                intros_per_s: intros / elapsed.as_secs_f64(),
+            };
+            println!(
+                "introd/load: {} peers registered ({added} in {:.2} s), daemon RSS {:.0} MiB; \
+                 daemon CPU per intro {intro_us:.2} µs",
+                point.peers,
+                wall.as_secs_f64(),
+                common::rss_kib(pid) / 1024.0
+            );
+            points.push((point, intro_us));
         }
-        while let Some(r) = tasks.join_next().await {
-            r.unwrap();
-        }
-        let intros_per_s = (PAIRS * INTROS_PER_PAIR) as f64 / start.elapsed().as_secs_f64();
-        drop(peers);
-        (regs_per_s, daemon_us, client_us, kib_per_peer, intros_per_s)
+        drop((idle, pairs));
+        (points, (registered, reg_wall, reg_daemon_ns, reg_own_ns))
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
 
-    println!("introd/load registrations/s  {regs_per_s:.0}");
-    println!(
-        "introd/load daemon CPU per registration {daemon_us:.1} µs, clients' {client_us:.1} µs"
+    let (registered, wall, daemon_ns, own_ns) = total;
+    let daemon_us = daemon_ns as f64 / 1e3 / registered as f64;
+    report.metric("peers registered", registered as f64, "");
+    report.metric("daemon CPU per registration", daemon_us, "µs");
+    report.metric(
+        "daemon CPU per registration ÷ (sign + verify)",
+        daemon_us / floor_us,
+        "×",
     );
-    println!("introd/load KiB/peer         {kib_per_peer:.2} (at {PEERS} idle peers)");
-    println!("introd/load intros/s         {intros_per_s:.0}");
-    let per_core = 1e6 / daemon_us;
-    println!("introd/load registrations/s per daemon core {per_core:.0}");
-    if let Ok(dir) = std::env::var("OCAPN_BENCH_REPORT_DIR") {
-        let json = format!(
-            "[{{\"group\":\"introd/load\",\"name\":\"registrations/s\",\"value\":{regs_per_s},\"unit\":\"/s\"}},\
-             {{\"group\":\"introd/load\",\"name\":\"registrations/s per daemon core\",\"value\":{per_core},\"unit\":\"/s\"}},\
-             {{\"group\":\"introd/load\",\"name\":\"daemon CPU per registration\",\"value\":{daemon_us},\"unit\":\"µs\"}},\
-             {{\"group\":\"introd/load\",\"name\":\"client CPU per registration\",\"value\":{client_us},\"unit\":\"µs\"}},\
-             {{\"group\":\"introd/load\",\"name\":\"KiB/peer\",\"value\":{kib_per_peer},\"unit\":\"KiB\"}},\
-             {{\"group\":\"introd/load\",\"name\":\"intros/s\",\"value\":{intros_per_s},\"unit\":\"/s\"}}]"
+    report.metric(
+        "client CPU per registration",
+        own_ns as f64 / 1e3 / registered as f64,
+        "µs",
+    );
+    report.metric(
+        "registrations/s",
+        registered as f64 / wall.as_secs_f64(),
+        "/s",
+    );
+    for (p, intro_us) in &points {
+        let at = size_label(p.peers);
+        report.metric(format!("registrations/s at {at}"), p.regs_per_s, "/s");
+        report.metric(
+            format!("daemon CPU per registration ÷ floor at {at}"),
+            p.daemon_us_per_reg / floor_us,
+            "×",
         );
-        std::fs::write(Path::new(&dir).join("introd.json"), json).unwrap();
+        report.metric(format!("KiB/peer at {at}"), p.kib_per_peer, "KiB");
+        report.metric(format!("intros/s at {at}"), p.intros_per_s, "/s");
+        report.metric(format!("daemon CPU per intro at {at}"), *intro_us, "µs");
     }
+    let (first, last) = (&points[0].0, &points[points.len() - 1].0);
+    if last.peers > first.peers {
+        let (a, b) = (size_label(first.peers), size_label(last.peers));
+        report.metric(
+            format!("registrations/s at {b} ÷ at {a}"),
+            last.regs_per_s / first.regs_per_s,
+            "×",
+        );
+        report.metric(
+            format!("intros/s at {b} ÷ at {a}"),
+            last.intros_per_s / first.intros_per_s,
+            "×",
+        );
+    }
+    report.write("introd.json");
 }
