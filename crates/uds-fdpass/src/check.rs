@@ -127,6 +127,16 @@ fn listening(fd: BorrowedFd<'_>) -> Result<bool, SocketCheckError> {
 /// ```
 pub fn check_stream_socket(fd: impl AsFd) -> Result<(), SocketCheckError> {
     let fd = fd.as_fd();
+    // The common case in two system calls: a stream socket whose peer has an
+    // AF_UNIX address (so it is an AF_UNIX socket, connected, not
+    // listening). Anything else takes the full inspection below, which says
+    // what the fd is.
+    if getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok() == Some(libc::SOCK_STREAM)
+        && nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd())
+            .is_ok_and(|a| nix::sys::socket::SockaddrLike::family(&a) == Some(nix::sys::socket::AddressFamily::Unix))
+    {
+        return Ok(());
+    }
     unix_stream(fd)?;
     if listening(fd)? {
         return Err(SocketCheckError::Listening);
