@@ -133,7 +133,10 @@ pub fn check_stream_socket(fd: impl AsFd) -> Result<(), SocketCheckError> {
     // what the fd is.
     if getsockopt_int(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok() == Some(libc::SOCK_STREAM)
         && nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(fd.as_raw_fd())
-            .is_ok_and(|a| nix::sys::socket::SockaddrLike::family(&a) == Some(nix::sys::socket::AddressFamily::Unix))
+            .is_ok_and(|a| {
+                nix::sys::socket::SockaddrLike::family(&a)
+                    == Some(nix::sys::socket::AddressFamily::Unix)
+            })
     {
         return Ok(());
     }
