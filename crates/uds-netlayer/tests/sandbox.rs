@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Daemon, PATIENCE, PEER_BIN, introd_bin, private_dir};
+use common::{Daemon, PATIENCE, PEER_BIN, introd_bin, private_dir, select_tests};
 
 const SCENARIO: &str = "UDS_NETLAYER_SANDBOX_SCENARIO";
 const SOCKET: &str = "UDS_NETLAYER_SANDBOX_SOCKET";
@@ -70,44 +70,11 @@ fn main() {
         scenario(&name);
         return;
     }
-    // libtest's command line, as far as it matters here.
-    let (mut filters, mut skips) = (Vec::new(), Vec::new());
-    let (mut exact, mut list) = (false, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--exact" => exact = true,
-            "--list" => list = true,
-            "--skip" => skips.extend(args.next()),
-            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
-                args.next();
-            }
-            a if a.starts_with('-') => {}
-            _ => filters.push(arg),
-        }
-    }
-    let selected = |name: &str| {
-        (filters.is_empty()
-            || filters.iter().any(|f| {
-                if exact {
-                    name == f
-                } else {
-                    name.contains(f.as_str())
-                }
-            }))
-            && !skips.iter().any(|s| name.contains(s.as_str()))
-    };
-    if list {
-        for (name, _) in TESTS.iter().filter(|(n, _)| selected(n)) {
-            println!("{name}: test");
-        }
+    let Some(tests) = select_tests(TESTS) else {
         return;
-    }
+    };
     let (mut passed, mut skipped) = (0, 0);
-    for (name, test) in TESTS {
-        if !selected(name) {
-            continue;
-        }
+    for (name, test) in tests {
         print!("test {name} ... ");
         let before = fd_count();
         let outcome = test();

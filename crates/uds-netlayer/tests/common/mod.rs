@@ -45,6 +45,47 @@ pub fn introd_bin() -> PathBuf {
     .clone()
 }
 
+/// For tests that run without libtest's harness (their binary is also a
+/// helper process): the tests libtest's command line selects (name filters,
+/// `--exact`, `--skip`), or `None` after printing them for `--list`.
+pub fn select_tests<T: Copy>(tests: &[(&'static str, T)]) -> Option<Vec<(&'static str, T)>> {
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let (mut exact, mut list) = (false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" => exact = true,
+            "--list" => list = true,
+            "--skip" => skips.extend(args.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            _ => filters.push(arg),
+        }
+    }
+    let selected = |name: &str| {
+        (filters.is_empty()
+            || filters.iter().any(|f| {
+                if exact {
+                    name == f
+                } else {
+                    name.contains(f.as_str())
+                }
+            }))
+            && !skips.iter().any(|s| name.contains(s.as_str()))
+    };
+    let chosen: Vec<(&'static str, T)> =
+        tests.iter().filter(|(n, _)| selected(n)).copied().collect();
+    if list {
+        for (name, _) in &chosen {
+            println!("{name}: test");
+        }
+        return None;
+    }
+    Some(chosen)
+}
+
 /// The `uds-peer` binary (this package's).
 pub const PEER_BIN: &str = env!("CARGO_BIN_EXE_uds-peer");
 
