@@ -57,7 +57,7 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// Item 1: a registered client parks intros with huge `from` hints for a
+/// Regression: a registered client parks intros with huge `from` hints for a
 /// victim's designator, again and again; the victim registers and must stay
 /// registered and reachable (the costs are the sender's).
 #[tokio::test]
@@ -101,7 +101,7 @@ async fn a_client_cannot_keep_a_victim_from_staying_registered() {
     }
 }
 
-/// Item 11: one client sends 2000 intros in a burst to a peer that reads
+/// Regression: one client sends 2000 intros in a burst to a peer that reads
 /// steadily: the reader is never disconnected, and every intro arrives.
 #[tokio::test]
 async fn an_honest_burst_reaches_a_steady_reader() {
@@ -133,7 +133,7 @@ async fn an_honest_burst_reaches_a_steady_reader() {
     assert!(status.contains("sender-quota=0"), "{status}");
 }
 
-/// Item 12: parked intros are bounded in bytes: 20 senders x 64 intros
+/// Regression: parked intros are bounded in bytes: 20 senders x 64 intros
 /// with ~60 KB of hints each for unregistered targets do not make the
 /// daemon hold their bytes.
 #[tokio::test]
@@ -176,7 +176,7 @@ async fn parked_intros_are_bounded_in_bytes() {
     );
 }
 
-/// Item 2: `--admin FILE` must not remove a regular file.
+/// Regression: `--admin FILE` must not remove a regular file.
 #[tokio::test]
 async fn the_admin_path_never_removes_a_file() {
     let dir = private_dir();
@@ -194,7 +194,7 @@ async fn the_admin_path_never_removes_a_file() {
     assert_eq!(std::fs::read(&notes).unwrap(), b"keep me");
 }
 
-/// Item 14: `--admin` in a directory others can write to is refused, as
+/// Regression: `--admin` in a directory others can write to is refused, as
 /// `--socket` is.
 #[tokio::test]
 async fn the_admin_socket_needs_a_private_directory() {
@@ -214,7 +214,7 @@ async fn the_admin_socket_needs_a_private_directory() {
     assert!(!open.join("admin").exists());
 }
 
-/// Item 13: a daemon that exits must not remove a socket file that a newer
+/// Regression: a daemon that exits must not remove a socket file that a newer
 /// daemon has bound at the same path.
 #[tokio::test]
 async fn an_exiting_daemon_leaves_a_newer_daemons_socket() {
@@ -241,7 +241,7 @@ async fn an_exiting_daemon_leaves_a_newer_daemons_socket() {
     assert_eq!(c.server, Some(new.id));
 }
 
-/// Item 8: probing a leftover socket never blocks, even when its backlog
+/// Regression: probing a leftover socket never blocks, even when its backlog
 /// is full (someone listens: it is in use).
 #[test]
 fn probing_a_socket_with_a_full_backlog_does_not_block() {
@@ -293,7 +293,7 @@ fn probing_a_socket_with_a_full_backlog_does_not_block() {
     assert!(err.contains("already listening"), "{err}");
 }
 
-/// Item 14: an intro whose `to` is written in upper case is forwarded in
+/// Regression: an intro whose `to` is written in upper case is forwarded in
 /// the canonical lower case (Goblins rejects upper case).
 #[tokio::test]
 async fn an_upper_case_target_is_forwarded_in_lower_case() {
@@ -323,7 +323,7 @@ async fn an_upper_case_target_is_forwarded_in_lower_case() {
     }
 }
 
-/// Item 14: admin connections are limited; idle ones beyond the limit are
+/// Regression: admin connections are limited; idle ones beyond the limit are
 /// closed at once instead of holding fds.
 #[tokio::test]
 async fn admin_connections_are_limited() {
@@ -354,7 +354,7 @@ async fn admin_connections_are_limited() {
     assert!(d.status().await.contains("clients: 0"));
 }
 
-/// Item 14: `uds-introd status` does not read an unbounded reply from
+/// Regression: `uds-introd status` does not read an unbounded reply from
 /// something that is not the daemon.
 #[test]
 fn status_refuses_an_endless_reply() {
@@ -405,7 +405,7 @@ fn status_refuses_an_endless_reply() {
     drop(server);
 }
 
-/// Item 14: a key file that belongs to another user is refused, even with
+/// Regression: a key file that belongs to another user is refused, even with
 /// mode 0600.
 #[tokio::test]
 async fn a_key_file_of_another_user_is_refused() {
@@ -428,7 +428,7 @@ async fn a_key_file_of_another_user_is_refused() {
     assert!(err.contains("owned by uid 65534"), "{err}");
 }
 
-/// Item 14: a newline in the socket path would split the `ready` line (and
+/// Regression: a newline in the socket path would split the `ready` line (and
 /// could forge its `id=`): such paths are refused.
 #[tokio::test]
 async fn a_control_character_in_a_path_is_refused() {
@@ -456,7 +456,7 @@ async fn a_control_character_in_a_path_is_refused() {
     }
 }
 
-/// Item 14: with `--allow-gid`, the socket file is given to that group
+/// Regression: with `--allow-gid`, the socket file is given to that group
 /// (mode 0660), or the group's members could not reach it.
 #[tokio::test]
 async fn allow_gid_gives_the_socket_to_the_group() {
@@ -471,7 +471,7 @@ async fn allow_gid_gives_the_socket_to_the_group() {
     assert_eq!(meta.mode() & 0o777, 0o660);
 }
 
-/// Item 7: the library's `Config::default()` admits the user running it
+/// Regression: the library's `Config::default()` admits the user running it
 /// (it used to admit only root).
 #[tokio::test]
 async fn a_server_with_the_default_config_admits_its_own_user() {

@@ -29,7 +29,7 @@ fn generation(net: &UdsNetlayer) -> u64 {
     *net.server_changes().borrow()
 }
 
-/// Item 3: dials cancelled while the server is not reading never leave
+/// Regression: dials cancelled while the server is not reading never leave
 /// half an intro on the wire: once the server reads again, every intro it
 /// gets is whole and the link is still up.
 #[test]
@@ -72,7 +72,7 @@ fn cancelled_dials_never_corrupt_the_link() {
     });
 }
 
-/// Item 3: a server that stops reading fails dials after the send timeout
+/// Regression: a server that stops reading fails dials after the send timeout
 /// instead of wedging every later one.
 #[test]
 fn a_server_that_stops_reading_fails_dials_in_bounded_time() {
@@ -119,7 +119,7 @@ fn a_server_that_stops_reading_fails_dials_in_bounded_time() {
     });
 }
 
-/// Item 4: with `accept()` not keeping up, the netlayer keeps reading
+/// Regression: with `accept()` not keeping up, the netlayer keeps reading
 /// intros and closes the surplus itself: the daemon never disconnects it,
 /// and what is waiting can still be accepted.
 #[test]
@@ -165,7 +165,7 @@ fn a_slow_accept_does_not_get_the_netlayer_disconnected() {
     });
 }
 
-/// Item 9: a daemon started with a larger `--max-message` forwards an intro
+/// Regression: a daemon started with a larger `--max-message` forwards an intro
 /// whose `to` carries 100 KB of hints; the target's link (with the default
 /// limits) must not drop. The daemon forwards bounded records.
 #[test]
@@ -206,7 +206,7 @@ fn a_larger_daemon_limit_does_not_drop_netlayer_links() {
     });
 }
 
-/// Item 8: reaching an abstract-name server never blocks the runtime, even
+/// Regression: reaching an abstract-name server never blocks the runtime, even
 /// when its backlog is full (the netlayer retries in the background).
 #[test]
 fn an_abstract_server_with_a_full_backlog_does_not_block_the_runtime() {
@@ -278,7 +278,7 @@ fn abstract_backlog_scenario() {
     drop(held);
 }
 
-/// Item 14: `uds-peer connect` through a server that takes the intro but
+/// Regression: `uds-peer connect` through a server that takes the intro but
 /// never delivers it (and never closes it) gives up after its timeout, with
 /// a non-zero status, instead of waiting forever.
 #[test]
@@ -307,7 +307,7 @@ fn uds_peer_connect_gives_up_on_a_server_that_never_delivers() {
     });
 }
 
-/// Item 11: a `uds-peer listen --echo` hit by bursts of 3,000 dials stays
+/// Regression: a `uds-peer listen --echo` hit by bursts of 3,000 dials stays
 /// registered and keeps answering.
 #[test]
 fn an_echo_peer_survives_bursts() {

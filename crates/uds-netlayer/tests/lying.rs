@@ -241,7 +241,7 @@ fn a_relay_sees_only_ciphertext() {
     }
 }
 
-/// Issue 9, item 15: an honest server, in a process of its own, passes the
+/// Regression: an honest server, in a process of its own, passes the
 /// dialer's socket; the connection must not be flagged as relayed.
 fn an_honest_server_is_not_flagged_as_a_relay() {
     for plaintext in [false, true] {

@@ -290,7 +290,7 @@ fn a_parked_intro_waits_for_its_target_then_expires_exactly_on_time() {
     assert!(closes(&w.actions()).is_empty(), "nobody is disconnected");
 }
 
-/// Issue item 1: a client parks intros for a victim with huge `from`
+/// Regression: a client parks intros for a victim with huge `from`
 /// hints; when the victim registers it must stay registered, and what is
 /// queued toward it is bounded.
 #[test]
@@ -342,7 +342,7 @@ fn forwarded_records_keep_at_most_the_configured_server_hints() {
     assert_eq!(forwarded.from.hint_servers().count(), 8);
 }
 
-/// Issue item 11: an honest burst to a reader that reads steadily gets
+/// Regression: an honest burst to a reader that reads steadily gets
 /// the sender slowed down, never the reader disconnected, and every intro
 /// through.
 #[test]
@@ -425,7 +425,7 @@ fn a_target_that_does_not_read_is_closed_and_its_senders_resumed() {
     assert_eq!(s.counters.intros_dropped, 16);
 }
 
-/// Issue item 12: parked intros are bounded in bytes, per sender and in
+/// Regression: parked intros are bounded in bytes, per sender and in
 /// total.
 #[test]
 fn parked_intros_are_bounded_in_bytes() {
