@@ -1,6 +1,7 @@
-//! `cargo xtask fuzz [--minutes N] [--target NAME]... [--keep N]`: run every
-//! cargo-fuzz target (or the named ones) for N minutes each, one after
-//! another, then merge what they found into the committed corpora.
+//! `cargo xtask fuzz [--minutes N] [--target NAME]... [--keep N]
+//! [--merge-only]`: run every cargo-fuzz target (or the named ones) for N
+//! minutes each, one after another, then merge what they found into the
+//! committed corpora (`--merge-only`: only merge what earlier runs found).
 //!
 //! Each target fuzzes with two corpus directories: a scratch one under
 //! `target/fuzz/<target>/corpus` (first, so libFuzzer writes its finds there
@@ -8,21 +9,22 @@
 //! The first crash (or timeout, or out-of-memory) stops everything: the
 //! command prints the artifact and how to reproduce it.
 //!
-//! After a clean run, `cargo fuzz cmin` minimizes the union of the committed
-//! and scratch corpora (its result becomes the new scratch corpus), with a
-//! libFuzzer merge control file that records the coverage features of every
-//! input. The committed corpus then keeps its hand-written seeds (any file
-//! whose name is not a 40-digit SHA-1, libFuzzer's naming) and, of the
-//! inputs cmin kept, at most `--keep` (default 200), chosen greedily: each
-//! time the one that adds the most features not yet covered by the seeds
-//! and the inputs already chosen, stopping when none adds any. The stable
-//! test suites replay the committed corpora on every CI run, so they stay
-//! small.
+//! After a clean run, `cargo fuzz cmin` (with `-set_cover_merge=1`)
+//! minimizes the union of the committed and scratch corpora (its result
+//! becomes the next scratch corpus), with a libFuzzer merge control file
+//! that records the coverage features of every input. The committed corpus
+//! then keeps its hand-written seeds (any file whose name is not a 40-digit
+//! SHA-1, libFuzzer's naming) and, of the inputs cmin kept, at most `--keep`
+//! (default 200), chosen greedily: first, each time, the one reaching the
+//! most edges not yet reached by the seeds and the inputs already chosen,
+//! until every edge is; then, with the rest of the budget, the one adding
+//! the most new features; never one that adds nothing. The stable test
+//! suites replay the committed corpora on every CI run, so they stay small.
 //!
 //! Finally it prints one row per target: executions, executions per second,
 //! coverage (`cov:` and `ft:` of libFuzzer's last status line), the
-//! committed corpus size before and after, the share of the merged corpus's
-//! features the committed corpus keeps, and crashes.
+//! committed corpus size before and after, the edges and features the
+//! committed corpus covers out of those of the merged corpus, and crashes.
 
 use std::collections::{BTreeSet, BinaryHeap, HashSet};
 use std::fmt::Write as _;
@@ -43,13 +45,15 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(30);
 /// libFuzzer's per-input timeout, in seconds: longer is a hang.
 const INPUT_TIMEOUT_SECS: u32 = 30;
 
-const USAGE: &str = "usage: cargo xtask fuzz [--minutes N] [--target NAME]... [--keep N]
+const USAGE: &str =
+    "usage: cargo xtask fuzz [--minutes N] [--target NAME]... [--keep N] [--merge-only]
 
 Runs every fuzz target in fuzz/ (or each NAME) for N minutes (default 10,
 fractions allowed), one after another, on the nightly toolchain; stops at
 the first crash; merges the new inputs that add coverage into
 fuzz/corpus/<target>/, keeping at most N of them besides the hand-written
-seeds (--keep, default 200); prints the figures.";
+seeds (--keep, default 200); prints the figures. --merge-only skips the
+fuzzing and only merges what earlier runs left in target/fuzz/.";
 
 /// The command line.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +61,7 @@ struct Options {
     minutes: f64,
     targets: Vec<String>,
     keep: usize,
+    merge_only: bool,
 }
 
 /// Parses the arguments after `fuzz`; `Ok(None)` for `--help`.
@@ -65,6 +70,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
         minutes: DEFAULT_MINUTES,
         targets: Vec::new(),
         keep: DEFAULT_KEEP,
+        merge_only: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -93,6 +99,7 @@ fn parse_args(args: &[String]) -> Result<Option<Options>, String> {
                     .parse()
                     .map_err(|_| format!("--keep {v:?}: expected a whole number"))?;
             }
+            "--merge-only" => opts.merge_only = true,
             "-h" | "--help" => return Ok(None),
             other => return Err(format!("unknown option {other:?}\n\n{USAGE}")),
         }
@@ -223,14 +230,20 @@ struct MergeInput {
     size: u64,
     /// Coverage features; `None` if the input crashed during the merge.
     features: Option<Vec<u64>>,
-    /// Covered edges (PCs).
+    /// Covered edges: the coverage counters among the features.
     edges: Vec<u64>,
 }
 
 /// Parses a libFuzzer merge control file: the number of inputs, the number
 /// of them in the first corpus, one path per line, then for each input
 /// `STARTED id size`, `FT id features...` and `COV id edges...`.
-fn parse_control(text: &str) -> Result<Vec<MergeInput>, String> {
+///
+/// With `-set_cover_merge=1` the `FT` lines list all features of each input
+/// (with `-merge=1`, only those no earlier input had; `COV` lines are always
+/// like that, so they are ignored). libFuzzer numbers the features of its
+/// `counters` coverage counters (one per edge) `8 * counter + hit-count
+/// bucket`, before any other kind of feature: that gives each input's edges.
+fn parse_control(text: &str, counters: u64) -> Result<Vec<MergeInput>, String> {
     let mut lines = text.lines();
     let mut header = |what: &str| -> Result<usize, String> {
         lines
@@ -268,12 +281,26 @@ fn parse_control(text: &str) -> Result<Vec<MergeInput>, String> {
             .map_err(|_| format!("merge control file: bad number in {line:?}"))?;
         match tag {
             "STARTED" => input.size = numbers.first().copied().unwrap_or(0),
-            "FT" => input.features = Some(numbers),
-            "COV" => input.edges = numbers,
+            "FT" => {
+                let edges: BTreeSet<u64> = numbers
+                    .iter()
+                    .filter(|&&f| f < 8 * counters)
+                    .map(|f| f / 8)
+                    .collect();
+                input.edges = edges.into_iter().collect();
+                input.features = Some(numbers);
+            }
             _ => {}
         }
     }
     Ok(inputs)
+}
+
+/// The number of coverage counters in libFuzzer's `INFO: Loaded 1 modules
+/// (N inline 8-bit counters): ...` line.
+fn parse_counters(line: &str) -> Option<u64> {
+    let (before, _) = line.split_once(" inline 8-bit counters")?;
+    before.rsplit('(').next()?.trim().parse().ok()
 }
 
 /// Whether `name` is libFuzzer's name for an input it found (the SHA-1 of
@@ -580,7 +607,7 @@ impl Paths {
 }
 
 /// Runs `cmd`, appending its output to `log` and passing each line to
-/// `on_line`; `tick` is called about every second.
+/// `on_line`; `tick` is called after each line and at least every second.
 fn run_logged(
     mut cmd: Command,
     log: &Path,
@@ -630,6 +657,7 @@ fn run_logged(
             Ok(line) => {
                 let _ = writeln!(log, "{line}");
                 on_line(&line);
+                tick();
             }
             Err(mpsc::RecvTimeoutError::Timeout) => tick(),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -643,8 +671,8 @@ fn run_logged(
         .map_err(|e| format!("waiting for {cmd:?}: {e}"))
 }
 
-/// Fuzzes one target; returns its row and, after a crash, the failing
-/// input.
+/// Fuzzes one target; returns its row, what libFuzzer's output said, and
+/// whether the run ended without a failure.
 fn fuzz_one(
     root: &Path,
     paths: &Paths,
@@ -734,12 +762,17 @@ fn merge(root: &Path, paths: &Paths, target: &str, keep: usize) -> Result<(usize
     cmd.args(["fuzz", "cmin", "--debug-assertions", target])
         .arg(&paths.merge)
         .arg("--")
-        .arg(format!("-merge_control_file={}", paths.control.display()));
+        .arg(format!("-merge_control_file={}", paths.control.display()))
+        .arg("-set_cover_merge=1");
     let mut failed = false;
+    let mut counters = None;
     let status = run_logged(
         cmd,
         &paths.log,
-        |line| failed |= line.contains("Failed to minimize corpus"),
+        |line| {
+            failed |= line.contains("Failed to minimize corpus");
+            counters = counters.or(parse_counters(line));
+        },
         || {},
     )?;
     if !status.success() || failed {
@@ -750,7 +783,13 @@ fn merge(root: &Path, paths: &Paths, target: &str, keep: usize) -> Result<(usize
     }
     let control = std::fs::read_to_string(&paths.control)
         .map_err(|e| format!("{}: {e}", paths.control.display()))?;
-    let inputs = parse_control(&control)?;
+    let counters = counters.ok_or_else(|| {
+        format!(
+            "cargo fuzz cmin {target}: no \"inline 8-bit counters\" line in its output; see {}",
+            paths.log.display()
+        )
+    })?;
+    let inputs = parse_control(&control, counters)?;
     let minimized: HashSet<String> = list_files(&paths.merge)?
         .iter()
         .map(|p| file_name(p))
@@ -831,7 +870,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     for (n, target) in targets.iter().enumerate() {
         eprintln!("xtask fuzz: [{}/{}]", n + 1, targets.len());
         let paths = Paths::new(&root, &target_dir, target);
-        let (mut row, report, ok) = fuzz_one(&root, &paths, target, opts.minutes)?;
+        let (mut row, report, ok) = if opts.merge_only {
+            let row = Row {
+                target: target.clone(),
+                corpus_before: list_files(&paths.committed)?.len(),
+                ..Row::default()
+            };
+            (row, RunReport::default(), true)
+        } else {
+            fuzz_one(&root, &paths, target, opts.minutes)?
+        };
         if !ok {
             rows.push(row);
             print!("{}", render_table(&rows));
@@ -890,9 +938,11 @@ mod tests {
             "handshake",
             "--target=intro_channel",
             "--keep=50",
+            "--merge-only",
         ]))
         .unwrap()
         .unwrap();
+        assert!(o.merge_only);
         assert_eq!(o.minutes, 0.5);
         assert_eq!(o.targets, ["handshake", "intro_channel"]);
         assert_eq!(o.keep, 50);
@@ -1012,25 +1062,26 @@ stat::new_units_added:          479
 
     #[test]
     fn merge_control_files() {
+        // Two counters: features 0 to 15 are theirs.
         let text = "3\n1\n/c/seed\n/c/5ba93c9db0cff93f52b521d7420e43f6eda2784f\n/c/b\n\
-                    STARTED 0 12\nFT 0 1 2 3\nCOV 0 7 8\n\
-                    STARTED 1 40\nFT 1 3 4\nCOV 1 9\n\
+                    STARTED 0 12\nFT 0 1 2 9\nCOV 0 7 8\n\
+                    STARTED 1 40\nFT 1 3 4 16 40\nCOV 1 9\n\
                     STARTED 2 5\n";
-        let inputs = parse_control(text).unwrap();
+        let inputs = parse_control(text, 2).unwrap();
         assert_eq!(
             inputs,
             [
                 MergeInput {
                     name: "seed".into(),
                     size: 12,
-                    features: Some(vec![1, 2, 3]),
-                    edges: vec![7, 8],
+                    features: Some(vec![1, 2, 9]),
+                    edges: vec![0, 1],
                 },
                 MergeInput {
                     name: "5ba93c9db0cff93f52b521d7420e43f6eda2784f".into(),
                     size: 40,
-                    features: Some(vec![3, 4]),
-                    edges: vec![9],
+                    features: Some(vec![3, 4, 16, 40]),
+                    edges: vec![0],
                 },
                 MergeInput {
                     name: "b".into(),
@@ -1040,10 +1091,17 @@ stat::new_units_added:          479
                 },
             ]
         );
-        assert!(parse_control("2\n0\n/only-one\n").is_err());
-        assert!(parse_control("1\n0\n/a\nFT 7 1\n").is_err());
-        assert!(parse_control("1\n0\n/a\nFT 0 x\n").is_err());
-        assert!(parse_control("").is_err());
+        assert!(parse_control("2\n0\n/only-one\n", 2).is_err());
+        assert!(parse_control("1\n0\n/a\nFT 7 1\n", 2).is_err());
+        assert!(parse_control("1\n0\n/a\nFT 0 x\n", 2).is_err());
+        assert!(parse_control("", 2).is_err());
+        assert_eq!(
+            parse_counters(
+                "INFO: Loaded 1 modules   (14408 inline 8-bit counters): 14408 [0x55845, 0x5584587ab798), "
+            ),
+            Some(14408)
+        );
+        assert_eq!(parse_counters("INFO: Loaded 1 PC tables (14408 PCs)"), None);
     }
 
     #[test]

@@ -227,3 +227,19 @@ fn intro_channel_seeds_hit_each_violation() {
     assert_eq!(run_channel(&c, "fd-on-body-rest").introductions, 1);
     assert_eq!(run_channel(&c, "truncated").messages, 1);
 }
+
+/// Found by the fuzzer in an early version of the driver, which looked for
+/// the message after an introduction a few bytes early: the read that
+/// brought the fd ended 4 bytes after the record with `+99+`, and the next
+/// read starts `9+91+`, so `9+` also appears 2 bytes before its true place.
+#[test]
+fn the_message_after_an_introduction_starts_after_the_whole_read() {
+    let o = run_channel(&corpus_of("intro_channel"), "body-like-the-next-message");
+    assert_eq!((o.introductions, o.messages), (1, 4), "{o:?}");
+    assert!(
+        o.error
+            .as_deref()
+            .is_some_and(|e| e.contains("unknown type marker 0x44")),
+        "{o:?}"
+    );
+}
