@@ -223,6 +223,28 @@ impl RunReport {
     }
 }
 
+/// The lines of a failed run's output that say what failed: a panic's
+/// location and message, libFuzzer's and the sanitizer's error lines, a
+/// timeout alarm and the summary.
+fn failure_summary(log: &str) -> Vec<&str> {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.contains("panicked at") {
+            out.push(*line);
+            if let Some(message) = lines.get(i + 1) {
+                out.push(*message);
+            }
+        } else if ["ERROR: ", "SUMMARY: ", "ALARM: ", "out-of-memory"]
+            .iter()
+            .any(|k| line.contains(k))
+        {
+            out.push(*line);
+        }
+    }
+    out
+}
+
 /// One input of a libFuzzer merge control file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MergeInput {
@@ -884,11 +906,16 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             rows.push(row);
             print!("{}", render_table(&rows));
             let log = std::fs::read_to_string(&paths.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("\n--- the end of {} ---", paths.log.display());
-            for line in tail.iter().rev() {
+            let mut what = failure_summary(&log);
+            if what.is_empty() {
+                what = log.lines().rev().take(40).collect();
+                what.reverse();
+            }
+            eprintln!("\n--- from {} ---", paths.log.display());
+            for line in what {
                 eprintln!("{line}");
             }
+            eprintln!("---");
             let Some(artifact) = report.failure_artifact() else {
                 return Err(format!(
                     "{target} failed without writing an input; see {}",
@@ -1058,6 +1085,40 @@ stat::new_units_added:          479
             Some(("peak_rss_mb", 441))
         );
         assert_eq!(parse_final_stat("stat::x: many"), None);
+    }
+
+    #[test]
+    fn what_failed() {
+        let log = "\
+INFO: Seed: 1
+thread '<unnamed>' (21172) panicked at fuzz_targets/intro_channel.rs:9:5:
+planted
+stack backtrace:
+   0: __rustc::rust_begin_unwind
+==21172== ERROR: libFuzzer: deadly signal
+    #0 0x55ddb60b86a1 in __sanitizer_print_stack_trace
+SUMMARY: libFuzzer: deadly signal
+MS: 2 ChangeBinInt-CMP- DE: \"XYZ\"-; base unit: a70df5b9
+";
+        assert_eq!(
+            failure_summary(log),
+            [
+                "thread '<unnamed>' (21172) panicked at fuzz_targets/intro_channel.rs:9:5:",
+                "planted",
+                "==21172== ERROR: libFuzzer: deadly signal",
+                "SUMMARY: libFuzzer: deadly signal",
+            ]
+        );
+        assert!(failure_summary("#1 INITED cov: 1 ft: 1\nDone 1 runs").is_empty());
+        assert_eq!(
+            failure_summary(
+                "==7== ERROR: libFuzzer: timeout after 31 seconds\nALARM: working on the last Unit for 31 seconds"
+            ),
+            [
+                "==7== ERROR: libFuzzer: timeout after 31 seconds",
+                "ALARM: working on the last Unit for 31 seconds"
+            ]
+        );
     }
 
     #[test]
