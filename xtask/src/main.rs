@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "-h" | "--help" | "help" => return usage(),
         other => {
             eprintln!("unknown command {other:?}");

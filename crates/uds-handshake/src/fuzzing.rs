@@ -1,12 +1,15 @@
-//! The code path the `handshake` fuzz target drives, shared with the test
-//! that replays the committed corpus (cargo feature `fuzzing`). Not part of
-//! the stable API: it may change or go away in any release.
+//! The code paths the `handshake` and `intro_channel` fuzz targets drive,
+//! shared with the tests that replay the committed corpora (cargo feature
+//! `fuzzing`). Not part of the stable API: it may change or go away in any
+//! release.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::Arc;
 
-use uds_syrup::{Limits, SCM_RIGHTS_BODY, ServerResponse, WireProfile};
+use uds_syrup::{Limits, NewConnection, SCM_RIGHTS_BODY, ServerResponse, WireProfile};
 
-use crate::channel::{ChannelEvent, IntroChannel};
+use crate::channel::{ChannelError, ChannelEvent, IntroChannel, MAX_BODY};
 use crate::{ClientConfig, ClientHandshake, Identity, ServerHandshake, ServerStep};
 
 /// RFC 8032 test 1 secret seed: the peer of the shared vectors.
@@ -134,4 +137,339 @@ pub fn drive(data: &[u8]) -> Outcome {
         outcome.channel_error = Some(e.to_string());
     }
     outcome
+}
+
+/// Bits of the header byte of each receive in an [`intro_channel`] script.
+pub mod receive {
+    /// Three bits: how many fds come with the read (0 to 7).
+    pub const FDS: u8 = 0b0000_0111;
+    /// The bytes are appended through [`IntroChannel::buffer_mut`] rather
+    /// than [`IntroChannel::push_bytes`].
+    pub const VIA_BUFFER: u8 = 0b0000_1000;
+    /// The length byte counts 64-byte units (reads of up to 16,320 bytes).
+    pub const LONG: u8 = 0b0001_0000;
+}
+
+/// What an [`intro_channel`] run did, so tests can check the corpus reaches
+/// the paths it is meant to reach.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ChannelOutcome {
+    /// Receives performed.
+    pub receives: usize,
+    /// fds handed to the channel.
+    pub fds_in: usize,
+    /// Messages the channel produced.
+    pub messages: usize,
+    /// Introductions the channel produced.
+    pub introductions: usize,
+    /// Extra fds the introductions reported (and the channel closed).
+    pub extra_fds: usize,
+    /// fds the channel closed because of a violation or at the end.
+    pub fds_closed_on_error: usize,
+    /// The error that ended the run (from `next_event` or `finish`), if any.
+    pub error: Option<String>,
+    /// Whether `finish` accepted the end of the stream.
+    pub finished: bool,
+}
+
+/// A stand-in fd: a number whose drop (close) is recorded in a shared
+/// ledger, so the driver can tell who closed which fd and when.
+struct TrackedFd {
+    id: u32,
+    closed: Rc<RefCell<Vec<u32>>>,
+}
+
+impl Drop for TrackedFd {
+    fn drop(&mut self) {
+        self.closed.borrow_mut().push(self.id);
+    }
+}
+
+/// The driver's bookkeeping of what it handed the channel.
+struct Ledger {
+    closed: Rc<RefCell<Vec<u32>>>,
+    next_id: u32,
+    /// Every batch of fds handed over: the stream offset it was tagged
+    /// with and its ids, in order.
+    batches: Vec<(u64, Vec<u32>)>,
+    /// Batches before this index were consumed (by an introduction or a
+    /// violation); the channel holds the others.
+    next_batch: usize,
+}
+
+impl Ledger {
+    fn new() -> Ledger {
+        Ledger {
+            closed: Rc::new(RefCell::new(Vec::new())),
+            next_id: 0,
+            batches: Vec::new(),
+            next_batch: 0,
+        }
+    }
+
+    fn make(&mut self, at: u64, n: usize) -> Vec<TrackedFd> {
+        let fds: Vec<TrackedFd> = (0..n)
+            .map(|_| {
+                self.next_id += 1;
+                TrackedFd {
+                    id: self.next_id,
+                    closed: self.closed.clone(),
+                }
+            })
+            .collect();
+        if n > 0 {
+            self.batches.push((at, fds.iter().map(|f| f.id).collect()));
+        }
+        fds
+    }
+
+    /// The ids closed since the last call, sorted.
+    fn take_closed(&self) -> Vec<u32> {
+        let mut closed = std::mem::take(&mut *self.closed.borrow_mut());
+        closed.sort_unstable();
+        closed
+    }
+
+    /// All ids of the batches the channel still holds, sorted.
+    fn held(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self.batches[self.next_batch..]
+            .iter()
+            .flat_map(|(_, ids)| ids.iter().copied())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Checks that a violation (or the end of the stream) closed exactly
+    /// the fds the channel held, and marks them consumed.
+    fn all_closed(&mut self, what: &str) -> usize {
+        let closed = self.take_closed();
+        assert_eq!(
+            closed,
+            self.held(),
+            "{what} must close exactly the fds the channel held"
+        );
+        self.next_batch = self.batches.len();
+        closed.len()
+    }
+}
+
+/// Drives an [`IntroChannel`] with a script of receives and checks its
+/// invariants on the way; panics if one is broken. The fds are numbered
+/// stand-ins whose drop is recorded.
+///
+/// Script: a sequence of receives, each a header byte (see [`receive`]:
+/// how many fds come with the read, how the bytes are appended, the length
+/// unit), a length byte, then that many bytes of the stream (fewer if the
+/// input ends). After each receive the driver takes events until there are
+/// none; at the end of the input it calls [`IntroChannel::finish`]; it stops
+/// at the first error.
+///
+/// Invariants:
+/// * every fd handed in is closed exactly once, and by the right party: the
+///   first fd of the batch an introduction takes is returned in it (and
+///   closed by the driver), the rest of that batch are closed by the channel
+///   in that same call and counted in `extra_fds`; every fd the channel
+///   holds is closed on a violation or by `finish`; no other call closes
+///   any, and dropping the channel closes none;
+/// * batches are consumed in order, and an introduction's batch was tagged
+///   1 to [`MAX_BODY`] bytes after the end of its record;
+/// * [`IntroChannel::received`] is the number of bytes pushed; each event's
+///   raw bytes are the stream's bytes right after the previous event's (or,
+///   after an introduction, right after the read that brought its fd, and
+///   after the rest of the body if that read ended inside it and the rest
+///   came); messages re-encode to their raw bytes and introductions'
+///   records decode from theirs;
+/// * errors name offsets and fds the driver can account for, and `finish`
+///   accepts only a stream that ended after a complete message (and its
+///   body).
+///
+/// [`MAX_BODY`]: crate::channel::MAX_BODY
+pub fn intro_channel(data: &[u8]) -> ChannelOutcome {
+    let mut outcome = ChannelOutcome::default();
+    let mut ledger = Ledger::new();
+    let mut chan = IntroChannel::<TrackedFd>::new(Limits::intro_channel());
+    let mut stream: Vec<u8> = Vec::new();
+    // Where the next event must start.
+    let mut next = Next::default();
+    let mut rest = data;
+    let mut failed = false;
+    while let [header, len, tail @ ..] = rest {
+        let len = if header & receive::LONG != 0 {
+            usize::from(*len) * 64
+        } else {
+            usize::from(*len)
+        };
+        let (read, tail) = tail.split_at(len.min(tail.len()));
+        rest = tail;
+        outcome.receives += 1;
+        if header & receive::VIA_BUFFER != 0 {
+            chan.buffer_mut().extend_from_slice(read);
+        } else {
+            chan.push_bytes(read);
+        }
+        stream.extend_from_slice(read);
+        assert_eq!(chan.received(), stream.len() as u64, "received()");
+        let n = usize::from(header & receive::FDS);
+        outcome.fds_in += n;
+        chan.push_fds(ledger.make(stream.len() as u64, n));
+        loop {
+            let event = chan.next_event();
+            match event {
+                Ok(None) => {
+                    assert_eq!(ledger.take_closed(), [], "Ok(None) closed fds");
+                    break;
+                }
+                Ok(Some(ChannelEvent::Message { value, raw })) => {
+                    assert_eq!(ledger.take_closed(), [], "a message closed fds");
+                    assert!(
+                        value.as_record_labeled(NewConnection::LABEL).is_none(),
+                        "a uds:new-connection came out as a message"
+                    );
+                    assert_eq!(value.encode(), raw, "a message's raw bytes");
+                    let start = next.start(&stream);
+                    assert_raw(&stream, start, &raw);
+                    next = Next {
+                        pos: start + raw.len(),
+                        body_at: None,
+                    };
+                    outcome.messages += 1;
+                }
+                Ok(Some(ChannelEvent::Introduction {
+                    record,
+                    raw,
+                    fd,
+                    extra_fds,
+                })) => {
+                    let value = uds_syrup::decode(&raw).expect("an introduction's raw bytes");
+                    assert_eq!(NewConnection::from_value(&value).as_ref(), Ok(&record));
+                    let start = next.start(&stream);
+                    assert_raw(&stream, start, &raw);
+                    let end = start + raw.len();
+                    let (at, ids) = ledger
+                        .batches
+                        .get(ledger.next_batch)
+                        .expect("an introduction with no fd handed in")
+                        .clone();
+                    ledger.next_batch += 1;
+                    assert!(
+                        at > end as u64 && at <= end as u64 + MAX_BODY,
+                        "fd tagged at {at} for a record ending at {end}"
+                    );
+                    next = Next {
+                        pos: end,
+                        body_at: Some(at as usize),
+                    };
+                    assert_eq!(fd.id, ids[0], "an introduction takes its read's first fd");
+                    assert_eq!(extra_fds, ids.len() - 1, "extra_fds");
+                    assert_eq!(ledger.take_closed(), ids[1..], "the extra fds are closed");
+                    drop(fd);
+                    assert_eq!(ledger.take_closed(), [ids[0]]);
+                    outcome.introductions += 1;
+                    outcome.extra_fds += extra_fds;
+                }
+                Err(e) => {
+                    check_error(&e, &ledger, &stream, next.start(&stream));
+                    outcome.fds_closed_on_error += ledger.all_closed("a violation");
+                    outcome.error = Some(e.to_string());
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed {
+            break;
+        }
+        if chan.is_idle() {
+            assert_eq!(ledger.held(), [], "an idle channel holds fds");
+        }
+    }
+    if !failed {
+        let result = chan.finish();
+        if let Err(e) = &result {
+            check_error(e, &ledger, &stream, next.start(&stream));
+            outcome.error = Some(e.to_string());
+        } else {
+            assert_eq!(ledger.held(), [], "finish accepted unclaimed fds");
+            assert_eq!(
+                next.start(&stream),
+                stream.len(),
+                "finish accepted bytes after the last event"
+            );
+            outcome.finished = true;
+        }
+        outcome.fds_closed_on_error += ledger.all_closed("finish");
+    }
+    drop(chan);
+    assert_eq!(ledger.take_closed(), [], "dropping the channel closed fds");
+    outcome
+}
+
+/// Where the next event starts in the stream.
+#[derive(Default)]
+struct Next {
+    /// The end of the last event.
+    pos: usize,
+    /// If it was an introduction, where the read that brought its fd ended.
+    body_at: Option<usize>,
+}
+
+impl Next {
+    /// The offset of the next event: right after the last one, or after
+    /// the end of the read that brought an introduction's fd, plus the rest
+    /// of a body if that read ended inside one and the rest came.
+    fn start(&self, stream: &[u8]) -> usize {
+        let Some(at) = self.body_at else {
+            return self.pos;
+        };
+        let seen = at - self.pos;
+        let body_end = self.pos + SCM_RIGHTS_BODY.len();
+        if stream[self.pos..at] == SCM_RIGHTS_BODY[..seen]
+            && stream.get(at..body_end) == Some(&SCM_RIGHTS_BODY[seen..])
+        {
+            body_end
+        } else {
+            at
+        }
+    }
+}
+
+/// Checks that an event's raw bytes are the stream's at `start`.
+fn assert_raw(stream: &[u8], start: usize, raw: &[u8]) {
+    assert!(
+        stream.get(start..start + raw.len()) == Some(raw),
+        "an event's {} raw bytes are not the stream's bytes at {start}",
+        raw.len()
+    );
+}
+
+/// Checks that an error names what the driver can account for.
+/// `start` is where the next event would start.
+fn check_error(e: &ChannelError, ledger: &Ledger, stream: &[u8], start: usize) {
+    match *e {
+        ChannelError::UnexpectedFd { at, count } => {
+            let front = ledger
+                .batches
+                .get(ledger.next_batch)
+                .expect("UnexpectedFd with no fd held");
+            assert_eq!(
+                (at, count),
+                (front.0, front.1.len()),
+                "UnexpectedFd names the oldest batch"
+            );
+        }
+        ChannelError::MissingFd { record_end } => {
+            let end = usize::try_from(record_end).expect("record_end");
+            assert!(end > start && end <= stream.len(), "MissingFd at {end}");
+            assert_eq!(stream[end - 1], b'>', "MissingFd names a record's end");
+        }
+        ChannelError::Truncated(n) => {
+            assert!(
+                n > 0 && stream.len().checked_sub(start) == Some(n),
+                "Truncated({n}) with {} bytes after the last event",
+                stream.len().saturating_sub(start)
+            );
+        }
+        _ => {}
+    }
 }
