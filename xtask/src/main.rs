@@ -5,9 +5,14 @@
 //! * `cargo xtask bench [--quick] [--report-only] [-p PACKAGE]...`: run every
 //!   benchmark and write the figures, as ratios against baselines measured
 //!   in the same run, to `docs/benchmarks.md`.
+//! * `cargo xtask soak [--minutes N] [--peers N] [--seed N] [--rate N]`:
+//!   many peers dialing each other through two daemons while faults are
+//!   injected; checks every dial's outcome and that resources come back.
 
 mod bench;
 mod demo;
+mod procs;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +23,9 @@ fn usage() -> ExitCode {
          commands:\n  \
          demo                      run the multi-process demonstration\n  \
          bench [--quick] [--report-only] [-p PACKAGE]...\n                            \
-         run the benchmarks and write docs/benchmarks.md"
+         run the benchmarks and write docs/benchmarks.md\n  \
+         soak [--minutes N] [--peers N] [--seed N] [--rate N]\n                            \
+         run the system under faults and check it recovers"
     );
     ExitCode::from(2)
 }
@@ -43,6 +50,7 @@ fn main() -> ExitCode {
     let result = match cmd.as_str() {
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),
+        "soak" => soak::run(&rest),
         "-h" | "--help" | "help" => return usage(),
         other => {
             eprintln!("unknown command {other:?}");
