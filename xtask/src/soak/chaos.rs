@@ -182,7 +182,9 @@ impl Soak {
         let Some(&p) = self.rng.pick(&ready) else {
             return Ok(());
         };
-        let secs = self.rng.range(1.0, 8.0);
+        // Some stops outlast the netlayer's answer timeout and the
+        // daemon's send timeout (10 s each).
+        let secs = self.rng.range(1.0, 12.0);
         signal(self.peers[p].proc.pid(), "STOP")?;
         let now = Instant::now();
         self.peers[p].state = PeerState::Stopped {

@@ -4,7 +4,7 @@
 //! Times are seconds since the start of the run (`f64`), so that this
 //! module is pure and testable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A peer, by its number in the run (never reused).
 pub(crate) type PeerId = usize;
@@ -216,9 +216,17 @@ impl ErrorClass {
 }
 
 /// Every dial of a run.
+///
+/// The dials still open are indexed, so that what runs on every event
+/// (pending counts, deadlines) costs the number of open dials, not of all
+/// dials made.
 #[derive(Debug, Default)]
 pub(crate) struct Ledger {
     dials: BTreeMap<u64, Dial>,
+    /// Dials without an outcome.
+    open: BTreeSet<u64>,
+    /// How many of them each dialer has.
+    open_by: HashMap<PeerId, usize>,
     next_id: u64,
     windows: Vec<Window>,
     /// Outcome lines for unknown or already settled dials.
@@ -247,6 +255,8 @@ impl Ledger {
     ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
+        self.open.insert(id);
+        *self.open_by.entry(dialer).or_default() += 1;
         self.dials.insert(
             id,
             Dial {
@@ -278,7 +288,8 @@ impl Ledger {
     pub(crate) fn settle(&mut self, id: u64, dialer: PeerId, outcome: Outcome, now: f64) {
         match self.dials.get_mut(&id) {
             Some(d) if d.dialer == dialer && d.outcome.is_none() => {
-                d.outcome = Some((outcome, now))
+                d.outcome = Some((outcome, now));
+                Self::close(&mut self.open, &mut self.open_by, id, dialer);
             }
             Some(d) if d.dialer == dialer && matches!(d.outcome, Some((Outcome::Hung, _))) => {
                 // Late, after its deadline: it stays hung, but say what came.
@@ -308,24 +319,59 @@ impl Ledger {
         }
     }
 
+    /// Removes `id` of `dialer` from the open dials.
+    fn close(
+        open: &mut BTreeSet<u64>,
+        open_by: &mut HashMap<PeerId, usize>,
+        id: u64,
+        dialer: PeerId,
+    ) {
+        if open.remove(&id)
+            && let Some(n) = open_by.get_mut(&dialer)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open_by.remove(&dialer);
+            }
+        }
+    }
+
+    /// Settles every open dial that `pick` selects with `outcome(dial)`;
+    /// returns their ids.
+    fn close_where(
+        &mut self,
+        pick: impl Fn(&Dial) -> bool,
+        outcome: impl Fn(&Dial) -> (Outcome, f64),
+    ) -> Vec<u64> {
+        let ids: Vec<u64> = self
+            .open
+            .iter()
+            .copied()
+            .filter(|id| self.dials.get(id).is_some_and(&pick))
+            .collect();
+        for id in &ids {
+            if let Some(d) = self.dials.get_mut(id) {
+                d.outcome = Some(outcome(d));
+                let dialer = d.dialer;
+                Self::close(&mut self.open, &mut self.open_by, *id, dialer);
+            }
+        }
+        ids
+    }
+
     /// Marks every pending dial past its deadline as hung; returns their
     /// ids.
     pub(crate) fn expire(&mut self, now: f64) -> Vec<u64> {
-        let mut hung = Vec::new();
-        for (id, d) in &mut self.dials {
-            if d.outcome.is_none() && now > d.deadline {
-                d.outcome = Some((Outcome::Hung, now));
-                hung.push(*id);
-            }
-        }
-        hung
+        self.close_where(|d| now > d.deadline, |_| (Outcome::Hung, now))
     }
 
     /// Gives the pending dials of `dialer` `by` more seconds (it was
     /// stopped that long).
     pub(crate) fn extend(&mut self, dialer: PeerId, by: f64) {
-        for d in self.dials.values_mut() {
-            if d.dialer == dialer && d.outcome.is_none() {
+        for id in &self.open {
+            if let Some(d) = self.dials.get_mut(id)
+                && d.dialer == dialer
+            {
                 d.deadline += by;
             }
         }
@@ -333,24 +379,17 @@ impl Ledger {
 
     /// Settles the pending dials of a dialer that was killed.
     pub(crate) fn abandon(&mut self, dialer: PeerId, now: f64) {
-        for d in self.dials.values_mut() {
-            if d.dialer == dialer && d.outcome.is_none() {
-                d.outcome = Some((Outcome::Abandoned, now));
-            }
-        }
+        self.close_where(|d| d.dialer == dialer, |_| (Outcome::Abandoned, now));
     }
 
     /// Dials without an outcome yet.
     pub(crate) fn pending(&self) -> usize {
-        self.dials.values().filter(|d| d.outcome.is_none()).count()
+        self.open.len()
     }
 
     /// Dials of `dialer` without an outcome yet.
     pub(crate) fn pending_of(&self, dialer: PeerId) -> usize {
-        self.dials
-            .values()
-            .filter(|d| d.dialer == dialer && d.outcome.is_none())
-            .count()
+        self.open_by.get(&dialer).copied().unwrap_or(0)
     }
 
     /// A fault starts.
@@ -751,8 +790,21 @@ mod tests {
             0.0,
             30.0,
         );
+        let b = l.open(
+            2,
+            "d2",
+            Some(1),
+            Mode::Encrypted,
+            Expect::Connect,
+            0.0,
+            30.0,
+        );
+        assert_eq!((l.pending(), l.pending_of(1), l.pending_of(2)), (2, 1, 1));
         l.abandon(1, 3.0);
         assert_eq!(l.verdict(l.get(a).unwrap()), Verdict::Abandoned);
+        assert_eq!((l.pending(), l.pending_of(1), l.pending_of(2)), (1, 0, 1));
+        l.settle(b, 2, Outcome::Ok { ms: 1 }, 4.0);
+        assert_eq!((l.pending(), l.pending_of(2)), (0, 0));
         assert_eq!(l.expire(100.0), Vec::<u64>::new());
     }
 

@@ -184,6 +184,10 @@ struct Soak {
     next_fault: Instant,
     last_exit_check: Instant,
     last_progress: Instant,
+    last_tick: Instant,
+    /// The longest the soak's own loop went without running (a sign that
+    /// the machine is overloaded and timings are unreliable).
+    max_stall: Duration,
     phase: &'static str,
     /// Faults injected, by name.
     faults: BTreeMap<&'static str, u64>,
@@ -260,6 +264,8 @@ impl Soak {
             next_fault: now,
             last_exit_check: now,
             last_progress: now,
+            last_tick: now,
+            max_stall: Duration::ZERO,
             phase: "start",
             faults: BTreeMap::new(),
             stop_secs: Vec::new(),
@@ -431,6 +437,24 @@ impl Soak {
         }
     }
 
+    /// The process with this id.
+    fn proc_of(&mut self, id: ProcId) -> Option<&mut process::Proc> {
+        match self.owners.get(&id).copied()? {
+            Owner::Daemon(i) => self.daemons[i].proc.as_mut().filter(|p| p.id == id),
+            Owner::Peer(p) => Some(&mut self.peers[p].proc),
+            Owner::Misbehaving(_) => self
+                .misbehaving
+                .iter_mut()
+                .map(|m| &mut m.proc)
+                .find(|p| p.id == id),
+            Owner::Cli => self
+                .cli
+                .as_mut()
+                .map(|c| &mut c.proc)
+                .filter(|p| p.id == id),
+        }
+    }
+
     /// A dialer's name.
     fn name_of(&self, p: PeerId) -> String {
         if p == CLI_DIALER {
@@ -501,7 +525,15 @@ impl Soak {
     }
 
     fn handle(&mut self, ev: Event) {
-        let Event::Line(id, line) = ev;
+        let (id, line) = match ev {
+            Event::Line(id, line) => (id, line),
+            Event::Eof(id) => {
+                if let Some(p) = self.proc_of(id) {
+                    p.eof = true;
+                }
+                return;
+            }
+        };
         let now = self.t();
         match self.owners.get(&id).copied() {
             Some(Owner::Daemon(i)) => self.daemon_line(i, &line),
@@ -677,6 +709,10 @@ impl Soak {
     /// progress.
     fn tick(&mut self) {
         let now = Instant::now();
+        if self.faulting {
+            self.max_stall = self.max_stall.max(now.duration_since(self.last_tick));
+        }
+        self.last_tick = now;
         if now.duration_since(self.last_exit_check) >= Duration::from_millis(100) {
             self.last_exit_check = now;
             self.check_exits();
@@ -727,7 +763,7 @@ impl Soak {
     fn check_exits(&mut self) {
         let t = self.t();
         if let Some(c) = &mut self.cli
-            && c.proc.exited()
+            && c.proc.finished()
         {
             let want = format!("ok {}", c.id);
             let outcome = if c.proc.exit.is_some_and(|s| s.success()) && c.stdout.contains(&want) {
@@ -766,7 +802,7 @@ impl Soak {
         }
         for p in 0..self.peers.len() {
             let peer = &mut self.peers[p];
-            if peer.state == PeerState::Gone || !peer.proc.exited() {
+            if peer.state == PeerState::Gone || !peer.proc.finished() {
                 continue;
             }
             let status = peer.proc.exit.map(|s| s.to_string()).unwrap_or_default();
@@ -800,7 +836,7 @@ impl Soak {
         let mut i = 0;
         while i < self.misbehaving.len() {
             let m = &mut self.misbehaving[i];
-            if !m.proc.exited() {
+            if !m.proc.finished() {
                 i += 1;
                 continue;
             }
@@ -1048,6 +1084,7 @@ impl Soak {
                 date: crate::bench::today(),
                 minutes: self.args.minutes,
                 wall_secs: self.t(),
+                max_stall_secs: self.max_stall.as_secs_f64(),
                 peers: self.args.peers,
                 plaintext_peers: self.plaintext_target,
                 rate: self.args.rate,

@@ -48,7 +48,10 @@ pub(super) type ProcId = u64;
 
 /// A line a process wrote on its stdout.
 pub(super) enum Event {
+    /// A line the process wrote on its stdout.
     Line(ProcId, String),
+    /// Its stdout ended (it exited, or closed it).
+    Eof(ProcId),
 }
 
 /// A child process: stdout lines arrive as [`Event`]s, stderr goes to a
@@ -61,6 +64,8 @@ pub(super) struct Proc {
     /// We killed it or asked it to stop: its exit is expected.
     pub(super) ending: bool,
     pub(super) exit: Option<ExitStatus>,
+    /// Its stdout has ended: every line it wrote has been handled.
+    pub(super) eof: bool,
 }
 
 impl Proc {
@@ -89,6 +94,11 @@ impl Proc {
             self.exit = Some(status);
         }
         self.exit.is_some()
+    }
+
+    /// Whether it has exited and every line it wrote has been handled.
+    pub(super) fn finished(&mut self) -> bool {
+        self.exited() && self.eof
     }
 }
 
@@ -119,6 +129,7 @@ impl Spawner {
                     return;
                 }
             }
+            let _ = tx.send(Event::Eof(id));
         });
         Ok(Proc {
             id,
@@ -127,6 +138,7 @@ impl Spawner {
             log,
             ending: false,
             exit: None,
+            eof: false,
         })
     }
 }
@@ -314,12 +326,17 @@ mod tests {
         let logs = std::env::temp_dir();
         let mut spawner = Spawner { tx, next: 0, logs };
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "read x; echo oops >&2; echo \"got $x\"; exec sleep 60"]);
+        cmd.args([
+            "-c",
+            "read x; echo oops >&2; echo \"got $x\"; exec sleep 60",
+        ]);
         let mut p = spawner
             .spawn(cmd, &format!("xtask-soak-test-{}", std::process::id()))
             .unwrap();
         p.send("hello").unwrap();
-        let Event::Line(id, line) = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+        let Ok(Event::Line(id, line)) = rx.recv_timeout(std::time::Duration::from_secs(20)) else {
+            panic!("no line");
+        };
         assert_eq!((id, line.as_str()), (p.id, "got hello"));
         assert!(!p.exited());
         signal(p.pid(), "TERM").unwrap();
@@ -328,6 +345,10 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert!(p.exited() && !p.exit.unwrap().success());
+        let Ok(Event::Eof(id)) = rx.recv_timeout(std::time::Duration::from_secs(20)) else {
+            panic!("no end of output");
+        };
+        assert_eq!(id, p.id);
         assert!(log_tail(&p.log, 5).contains("oops"));
         let _ = std::fs::remove_file(&p.log);
         assert!(signal(p.pid(), "CONT").is_err());

@@ -15,6 +15,9 @@ pub(crate) struct RunInfo {
     pub date: String,
     pub minutes: f64,
     pub wall_secs: f64,
+    /// The longest the soak's own loop did not run while faults were
+    /// injected (seconds).
+    pub max_stall_secs: f64,
     pub peers: usize,
     pub plaintext_peers: usize,
     pub rate: f64,
@@ -152,6 +155,14 @@ pub(crate) fn render(s: &Summary) -> String {
         r.minutes,
         r.wall_secs / 60.0
     );
+    if r.max_stall_secs >= 1.0 {
+        let _ = writeln!(
+            o,
+            "The soak's own loop stalled for up to {:.1} s (an overloaded machine): fault \
+             durations and latencies measured by the soak are stretched by as much.\n",
+            r.max_stall_secs
+        );
+    }
 
     let t = &s.totals;
     let _ = writeln!(o, "| dials | count | share |\n|---|---:|---:|");
@@ -355,6 +366,7 @@ mod tests {
                 date: "2026-01-01".into(),
                 minutes: 0.5,
                 wall_secs: 95.0,
+                max_stall_secs: 0.1,
                 peers: 6,
                 plaintext_peers: 2,
                 rate: 12.0,
@@ -418,6 +430,7 @@ mod tests {
         assert!(s.passed());
         let md = render(&s);
         assert!(md.starts_with("### Soak: PASSED\n"), "{md}");
+        assert!(!md.contains("stalled"));
         assert!(md.contains("| made | 200 | 100.0 % |"), "{md}");
         assert!(
             md.contains("| connected (reply received through the connection) | 190 | 95.0 % |")
@@ -454,6 +467,8 @@ mod tests {
         assert!(!s.passed());
         let md = render(&s);
         assert!(md.starts_with("### Soak: FAILED\n"));
+        s.run.max_stall_secs = 2.5;
+        assert!(render(&s).contains("stalled for up to 2.5 s"));
         assert!(md.contains(
             "| daemon fds back to baseline | **FAILED**: A: 31 fds with 6 clients, baseline 30 with 6 |"
         ));
