@@ -137,6 +137,7 @@ impl Soak {
             2, // churn
             1, // burst
             2 * u32::from(self.cli.is_none()),
+            u32::from(all_up), // stop a daemon
         ];
         let Some(choice) = self.rng.weighted(&weights) else {
             return;
@@ -150,7 +151,8 @@ impl Soak {
             5 => self.misbehave(Kind::Deaf, "deaf client"),
             6 => self.churn(),
             7 => self.burst(),
-            _ => self.cli_dial(),
+            8 => self.cli_dial(),
+            _ => self.stop_daemon(),
         };
         if let Err(e) = result {
             self.problems.push(format!("injecting a fault: {e}"));
@@ -172,6 +174,29 @@ impl Soak {
         };
         self.ledger.fault_starts(Fault::DaemonDown(i), t);
         self.count_fault("daemon A killed (SIGKILL) and restarted");
+        Ok(())
+    }
+
+    /// Stops (SIGSTOP) a random daemon for 1 to 12 s: a hung server. Its
+    /// clients' writes to it time out after 10 s (the netlayer then
+    /// reconnects), their dials through it go unanswered and move on to the
+    /// other daemon.
+    pub(super) fn stop_daemon(&mut self) -> Result<(), String> {
+        let i = self.rng.below(self.daemons.len());
+        let secs = self.rng.range(1.0, 12.0);
+        let t = self.t();
+        let d = &mut self.daemons[i];
+        let Some(p) = &d.proc else {
+            return Ok(());
+        };
+        signal(p.pid(), "STOP")?;
+        let now = Instant::now();
+        d.state = DaemonState::Stopped {
+            since: now,
+            until: now + Duration::from_secs_f64(secs),
+        };
+        self.ledger.fault_starts(Fault::DaemonDown(i), t);
+        self.count_fault("daemon stopped (SIGSTOP, then SIGCONT)");
         Ok(())
     }
 

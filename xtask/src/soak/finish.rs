@@ -16,11 +16,17 @@ impl Soak {
     pub(super) fn end_faults(&mut self) {
         let now = Instant::now();
         for d in &mut self.daemons {
-            if let DaemonState::Down { since, .. } = d.state {
-                d.state = DaemonState::Down {
-                    since,
-                    restart_at: now,
-                };
+            match d.state {
+                DaemonState::Down { since, .. } => {
+                    d.state = DaemonState::Down {
+                        since,
+                        restart_at: now,
+                    }
+                }
+                DaemonState::Stopped { since, .. } => {
+                    d.state = DaemonState::Stopped { since, until: now }
+                }
+                _ => {}
             }
         }
         for p in &mut self.peers {
@@ -400,6 +406,16 @@ impl Soak {
                         "down {} until the new process was ready; same id every time",
                         range(&self.daemons[0].downtimes)
                     ),
+                    "daemon stopped (SIGSTOP, then SIGCONT)" => {
+                        let stops: Vec<f64> =
+                            self.daemons.iter().flat_map(|d| d.stops.clone()).collect();
+                        let per: Vec<String> = self
+                            .daemons
+                            .iter()
+                            .map(|d| format!("{} {}", d.name, d.stops.len()))
+                            .collect();
+                        format!("stopped {} ({})", range(&stops), per.join(", "))
+                    }
                     "peer stopped (SIGSTOP, then SIGCONT)" => {
                         format!("stopped {}", range(&self.stop_secs))
                     }

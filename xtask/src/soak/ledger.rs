@@ -92,7 +92,8 @@ pub(crate) struct Dial {
 /// What can make a dial fail without a bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Fault {
-    /// A daemon was killed and had not yet been back for the grace period.
+    /// A daemon was killed or stopped, and had not yet been back for the
+    /// grace period.
     DaemonDown(usize),
     /// A peer was stopped (SIGSTOP) or had just been continued.
     PeerStopped(PeerId),
@@ -431,7 +432,7 @@ impl Ledger {
                 Fault::PeerLeft(p) if Some(p) == d.target => (0, "the target left"),
                 Fault::PeerStopped(p) if Some(p) == d.target => (1, "the target was stopped"),
                 Fault::PeerStopped(p) if p == d.dialer => (2, "the dialer was stopped"),
-                Fault::DaemonDown(_) => (3, "a daemon was killed"),
+                Fault::DaemonDown(_) => (3, "a daemon was down"),
                 _ => continue,
             };
             if best.is_none_or(|(rank, _)| found.0 < rank) {
@@ -708,7 +709,7 @@ mod tests {
         // 5 + 10 s of grace covers a dial from 10 s.
         assert_eq!(
             l.verdict(l.get(id).unwrap()),
-            Verdict::Explained("a daemon was killed")
+            Verdict::Explained("a daemon was down")
         );
         // A target that left (a window that never closes) ranks first.
         l.fault_starts(Fault::PeerLeft(2), 11.0);

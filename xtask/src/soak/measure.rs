@@ -5,7 +5,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::ledger::Outcome;
-use super::process::PeerState;
+use super::process::{DaemonState, PeerState};
 use super::resources::{self, DaemonStatus, Sample};
 use super::{DIAL_DEADLINE, Soak};
 
@@ -36,6 +36,9 @@ impl Soak {
                         s.fds,
                         resources::fmt_kib(s.rss_kib)
                     ));
+                }
+                None if matches!(d.state, DaemonState::Stopped { .. }) => {
+                    line.push_str(&format!(" | {} stopped", d.name))
                 }
                 None => line.push_str(&format!(" | {} down", d.name)),
             }

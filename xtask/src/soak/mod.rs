@@ -238,6 +238,7 @@ impl Soak {
             id: None,
             incarnations: 0,
             downtimes: Vec::new(),
+            stops: Vec::new(),
             baseline: None,
             peak_rss_kib: 0,
         };
@@ -870,6 +871,17 @@ impl Soak {
                             restart_at: now + Duration::from_secs(2),
                         };
                     }
+                }
+                DaemonState::Stopped { since, until } if until <= now => {
+                    let d = &mut self.daemons[i];
+                    if let Some(p) = &d.proc
+                        && let Err(e) = signal(p.pid(), "CONT")
+                    {
+                        self.problems.push(format!("daemon {}: {e}", d.name));
+                    }
+                    d.stops.push(now.duration_since(since).as_secs_f64());
+                    d.state = DaemonState::Up;
+                    self.ledger.fault_ends(Fault::DaemonDown(i), t);
                 }
                 DaemonState::Starting { since } if now.duration_since(since) > START_PATIENCE => {
                     let d = &mut self.daemons[i];

@@ -145,9 +145,19 @@ impl Spawner {
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum DaemonState {
-    Starting { since: Instant },
+    Starting {
+        since: Instant,
+    },
     Up,
-    Down { since: Instant, restart_at: Instant },
+    Down {
+        since: Instant,
+        restart_at: Instant,
+    },
+    /// Stopped (SIGSTOP) until then.
+    Stopped {
+        since: Instant,
+        until: Instant,
+    },
 }
 
 pub(super) struct Daemon {
@@ -162,6 +172,8 @@ pub(super) struct Daemon {
     pub(super) incarnations: u32,
     /// Seconds from each kill to the restarted daemon's ready line.
     pub(super) downtimes: Vec<f64>,
+    /// Seconds of each stop.
+    pub(super) stops: Vec<f64>,
     pub(super) baseline: Option<(Sample, u64)>,
     pub(super) peak_rss_kib: u64,
 }
