@@ -420,7 +420,7 @@ fn throughput(m: &Measured) -> String {
     format!("{data}, {ops}")
 }
 
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -443,7 +443,7 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, Linux {kernel}, {rustc}")
 }
 
-fn today() -> String {
+pub(crate) fn today() -> String {
     Command::new("date")
         .arg("+%Y-%m-%d")
         .output()

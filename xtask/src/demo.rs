@@ -11,7 +11,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use crate::{cargo, workspace_root};
+use crate::{cargo, procs, workspace_root};
 
 /// How long any one step may take before the demo gives up.
 const STEP: Duration = Duration::from_secs(15);
@@ -105,13 +105,6 @@ fn ok(text: &str) {
     println!("    ok: {text}");
 }
 
-fn target_bin_dir(root: &Path) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("debug")
-}
-
 fn build(root: &Path) -> Result<PathBuf, String> {
     println!("Building uds-introd and the demo peer (the first time takes a few minutes)...");
     let status = Command::new(cargo())
@@ -124,7 +117,7 @@ fn build(root: &Path) -> Result<PathBuf, String> {
     if !status.success() {
         return Err("cargo build failed".into());
     }
-    Ok(target_bin_dir(root))
+    Ok(procs::target_dir(root).join("debug"))
 }
 
 struct Daemon {
@@ -222,11 +215,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let root = workspace_root();
     let bin = build(&root)?;
-    let dir = std::env::temp_dir().join(format!("ocapn-uds-demo-{}", std::process::id()));
-    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let dir = procs::private_dir("ocapn-uds-demo")?;
     let started = Instant::now();
     let result = scenario(&bin, &dir);
     let _ = std::fs::remove_dir_all(&dir);

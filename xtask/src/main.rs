@@ -5,10 +5,18 @@
 //! * `cargo xtask bench [--quick] [--report-only] [-p PACKAGE]...`: run every
 //!   benchmark and write the figures, as ratios against baselines measured
 //!   in the same run, to `docs/benchmarks.md`.
+//! * `cargo xtask soak [--minutes N] [--peers N] [--seed N] [--rate N]`:
+//!   many peers dialing each other through two daemons while faults are
+//!   injected; checks every dial's outcome and that resources come back.
+//! * `cargo xtask fuzz [--minutes N] [--target NAME]...`: run every fuzz
+//!   target on the nightly toolchain and merge what adds coverage into the
+//!   committed corpora.
 
 mod bench;
 mod demo;
 mod fuzz;
+mod procs;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +27,11 @@ fn usage() -> ExitCode {
          commands:\n  \
          demo                      run the multi-process demonstration\n  \
          bench [--quick] [--report-only] [-p PACKAGE]...\n                            \
-         run the benchmarks and write docs/benchmarks.md"
+         run the benchmarks and write docs/benchmarks.md\n  \
+         soak [--minutes N] [--peers N] [--seed N] [--rate N]\n                            \
+         run the system under faults and check it recovers\n  \
+         fuzz [--minutes N] [--target NAME]...\n                            \
+         run the fuzz targets (nightly, cargo-fuzz) and merge new corpus entries"
     );
     ExitCode::from(2)
 }
@@ -45,6 +57,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(&rest),
         "bench" => bench::run(&rest),
         "fuzz" => fuzz::run(&rest),
+        "soak" => soak::run(&rest),
         "-h" | "--help" | "help" => return usage(),
         other => {
             eprintln!("unknown command {other:?}");
