@@ -143,8 +143,10 @@ pub fn drive(data: &[u8]) -> Outcome {
 pub mod receive {
     /// Three bits: how many fds come with the read (0 to 7).
     pub const FDS: u8 = 0b0000_0111;
-    /// The bytes are appended through [`IntroChannel::buffer_mut`] rather
-    /// than [`IntroChannel::push_bytes`].
+    /// The bytes are appended through
+    /// [`IntroChannel::buffer_mut`](crate::channel::IntroChannel::buffer_mut)
+    /// rather than
+    /// [`IntroChannel::push_bytes`](crate::channel::IntroChannel::push_bytes).
     pub const VIA_BUFFER: u8 = 0b0000_1000;
     /// The length byte counts 64-byte units (reads of up to 16,320 bytes).
     pub const LONG: u8 = 0b0001_0000;

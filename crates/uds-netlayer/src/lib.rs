@@ -42,8 +42,9 @@
 //! net.registered().await;
 //! println!("reach me at {}", net.location());
 //!
-//! // Serve: answer every connection with a greeting (speaking first, as
-//! // CapTP does with op:start-session).
+//! // Serve: greet every peer that connects. `accept` returns once the
+//! // dialer has spoken (its handshake, or in plaintext mode its first
+//! // byte), so the acceptor may write at once.
 //! loop {
 //!     let conn = net.accept().await?;
 //!     let mut messages = conn.framed(Framing::Raw);
@@ -74,11 +75,14 @@ pub use uds_sandbox as sandbox;
 ///
 /// * `location` is the locator to hand out (in sturdyrefs and in
 ///   `op:start-session`);
-/// * `connect` returns a byte stream to the peer named by a locator, once
-///   the peer has answered. In OCapN both sides send `op:start-session` as
-///   soon as a connection exists, so an answer comes at once;
-/// * `accept` returns the next connection another peer opened to us. Its
-///   claimed identity comes from the introduction server; CapTP's own
+/// * `connect` returns a byte stream to the peer named by a locator. With
+///   end-to-end encryption (the default) it returns once the peer has
+///   proven its designator; in plaintext mode once an introduction server
+///   took the socket. The dialer speaks first: an accepting netlayer tells
+///   plaintext from encrypted by the dialer's first byte;
+/// * `accept` returns the next connection another peer opened to us. With
+///   encryption its designator is proven by the handshake; in plaintext
+///   mode it is only claimed by the introduction server, and CapTP's own
 ///   session handshake (signed locations) is what proves it.
 ///
 /// Connections are plain byte streams: CapTP frames its own messages (for
