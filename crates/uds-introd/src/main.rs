@@ -332,6 +332,16 @@ struct Prepared {
 /// process it creates afterwards; then the multi-threaded runtime, whose
 /// threads inherit the confinement, serving until told to stop.
 fn daemon(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxError> {
+    // SIGTERM and SIGINT stay pending from here until `serve` has its
+    // handlers: one arriving while sockets are bound or a `spawn` child is
+    // starting must still get a clean shutdown (sockets removed, child
+    // stopped), not kill the daemon. The runtime's threads inherit the
+    // mask; `serve` unblocks them on this thread, which then takes them.
+    // Children do not inherit it: the standard library clears the signal
+    // mask of every process it starts.
+    stop_signals()
+        .thread_block()
+        .map_err(|e| format!("cannot block SIGTERM/SIGINT until ready: {e}"))?;
     let prepared = prepare(&args, spawn.as_deref())?;
     let report = confine(args.sandbox, &prepared)?;
     tracing::info!("{}", report.status_line());
@@ -515,6 +525,10 @@ async fn serve(
     // exit cannot be missed.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Handled from now on: take any that arrived while they were blocked.
+    stop_signals()
+        .thread_unblock()
+        .map_err(|e| format!("cannot unblock SIGTERM/SIGINT: {e}"))?;
     let mut sigchld = match prepared.child {
         Some(_) => Some(signal(SignalKind::child())?),
         None => None,
@@ -601,6 +615,15 @@ async fn serve(
     })
     .await;
     Ok(code)
+}
+
+/// The signals that stop the daemon.
+fn stop_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    set.add(Signal::SIGINT);
+    set
 }
 
 /// Raises the soft fd limit to the hard one; warns if even that is below

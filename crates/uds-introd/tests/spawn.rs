@@ -21,7 +21,7 @@ fn main() {
     match std::env::var(MODE) {
         Ok(mode) => child(&mode),
         Err(_) => {
-            let tests: [(&str, fn()); 4] = [
+            let tests: [(&str, fn()); 5] = [
                 (
                     "spawn_runs_a_child_with_a_private_intro_socket",
                     spawn_runs_a_child_with_a_private_intro_socket,
@@ -37,6 +37,10 @@ fn main() {
                 (
                     "a_confined_daemon_stops_its_child_on_sigterm",
                     a_confined_daemon_stops_its_child_on_sigterm,
+                ),
+                (
+                    "a_sigterm_while_the_child_starts_is_a_clean_shutdown",
+                    a_sigterm_while_the_child_starts_is_a_clean_shutdown,
                 ),
             ];
             let filter: Vec<String> = std::env::args()
@@ -56,6 +60,17 @@ fn main() {
 
 /// The spawned child (and, in mode `grandchild`, its own child).
 fn child(mode: &str) {
+    if mode == "term-parent" {
+        // Signal the daemon as early as a child can: it may not have its
+        // signal handlers yet.
+        let daemon = nix::unistd::getppid();
+        nix::sys::signal::kill(daemon, nix::sys::signal::Signal::SIGTERM).unwrap();
+        println!("RESULT child signalled the daemon");
+        // A daemon that shuts down cleanly stops us long before this ends.
+        std::thread::sleep(std::time::Duration::from_secs(10));
+        println!("RESULT child outlived the daemon");
+        std::process::exit(9);
+    }
     let fd = uds_fdpass::inherit::take_fd_from_env("OCAPN_UDS_INTRO_FD")
         .unwrap()
         .expect("OCAPN_UDS_INTRO_FD");
@@ -352,6 +367,47 @@ fn a_confined_daemon_stops_its_child_on_sigterm() {
         fds_before,
         "the test leaked fds"
     );
+}
+
+/// A SIGTERM that arrives while the child is starting, before the daemon
+/// has its signal handlers, still gets a clean shutdown: the daemon stops
+/// the child and exits with success instead of dying of the signal and
+/// leaving the child running. (Whether the signal lands before the handlers
+/// depends on timing, so the test repeats.)
+fn a_sigterm_while_the_child_starts_is_a_clean_shutdown() {
+    for _ in 0..10 {
+        let dir = private_dir();
+        let out = run_to_exit({
+            let mut cmd = Command::new(&*BIN);
+            cmd.args(["spawn", "--admin"])
+                .arg(dir.path().join("admin"))
+                .arg("--")
+                .arg(std::env::current_exe().unwrap())
+                .env(MODE, "term-parent")
+                .env("RUST_LOG", "info");
+            cmd
+        });
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stdout.contains("RESULT child signalled the daemon"),
+            "{stdout}\n{stderr}"
+        );
+        assert!(
+            out.status.success(),
+            "the daemon died of the signal ({}) instead of shutting down:\n{stdout}\n{stderr}",
+            out.status
+        );
+        assert!(stderr.contains("SIGTERM: shutting down"), "{stderr}");
+        assert!(
+            !stdout.contains("RESULT child outlived the daemon"),
+            "the child was left running: {stdout}\n{stderr}"
+        );
+        assert!(
+            !dir.path().join("admin").exists(),
+            "the admin socket is removed: {stderr}"
+        );
+    }
 }
 
 /// `SO_PASSCRED` must be on before the child starts: bytes written before
