@@ -441,3 +441,40 @@ fn lying_servers(bin: &Path, dir: &Path, n: &mut u32) -> Result<(), String> {
     ok(&format!("henry reports: {refused}"));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's first command, every step verified, against binaries
+    /// built the way the command builds them.
+    #[test]
+    fn the_demo_passes() {
+        run(&[]).unwrap();
+    }
+
+    /// A command sent as soon as a peer prints `connected` reaches that
+    /// connection. The line used to be printed before the peer could route
+    /// to the connection, and a `say` right after it then found none (the
+    /// demo failed about one run in three).
+    #[test]
+    fn a_reported_connection_is_usable_at_once() {
+        let bin = build(&workspace_root()).unwrap();
+        let dir = procs::private_dir("ocapn-uds-demo-connect-test").unwrap();
+        let result = (|| -> Result<(), String> {
+            let (_daemon, _) = start_daemon(&bin, &dir)?;
+            let (mut bob, bob_uri) = start_peer(&bin, &dir, "bob")?;
+            // A new dialer each time: only a peer's first connection to bob
+            // can be missed (later `say`s would take an older one).
+            for i in 0..40 {
+                let (mut dialer, _) = start_peer(&bin, &dir, &format!("dialer{i}"))?;
+                dialer.send(&format!("connect {bob_uri}"))?;
+                dialer.expect("a connection to bob", |l| l.starts_with("connected bob "))?;
+                say(&mut dialer, &mut bob, "hello")?;
+            }
+            Ok(())
+        })();
+        let _ = std::fs::remove_dir_all(&dir);
+        result.unwrap();
+    }
+}

@@ -36,10 +36,15 @@ use uds_syrup::{Locator, Value};
 
 /// What connection tasks tell the main loop.
 enum Event {
+    /// A connection said hello; its `connected` line is printed by the main
+    /// loop once `say` can reach it, so a command sent as soon as that line
+    /// is seen finds the connection.
     Hello {
         name: String,
         id: u64,
         out: mpsc::Sender<Value>,
+        /// The rest of the `connected` line: designator and direction.
+        line: String,
     },
     Said(String, String),
     Introduce(String, String),
@@ -90,13 +95,13 @@ async fn run_connection(me: String, conn: Connection, events: mpsc::Sender<Event
     } else {
         "in"
     };
-    println!("connected {name} {designator} {dir}");
     let (tx, mut rx) = mpsc::channel::<Value>(16);
     if events
         .send(Event::Hello {
             name: name.clone(),
             id,
             out: tx,
+            line: format!("{designator} {dir}"),
         })
         .await
         .is_err()
@@ -234,7 +239,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tokio::spawn(run_connection(name.clone(), conn, events_tx.clone()));
             }
             Some(event) = events.recv() => match event {
-                Event::Hello { name: peer, id, out } => peers.entry(peer).or_default().push((id, out)),
+                Event::Hello { name: peer, id, out, line } => {
+                    println!("connected {peer} {line}");
+                    peers.entry(peer).or_default().push((id, out));
+                }
                 Event::Said(peer, text) => println!("said {peer} {text}"),
                 Event::Introduce(peer, uri) => {
                     println!("introduced-to {uri} (by {peer})");
