@@ -110,7 +110,9 @@
 //!
 //! Secrets (the X25519 static and ephemeral keys, the chaining key, the
 //! cipher keys) are zeroized when dropped and never appear in `Debug`
-//! output.
+//! output. Not covered: the BLAKE2s states inside the `hmac` crate while
+//! HKDF runs (the `hmac` and `blake2` crates do not zeroize them), and
+//! copies the compiler leaves on the stack.
 
 mod error;
 mod frame;
