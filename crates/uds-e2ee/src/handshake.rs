@@ -327,28 +327,34 @@ impl Handshake {
     }
 
     /// The peer's identity record: the required designator, signing the
-    /// static key this handshake delivered.
+    /// static key this handshake delivered. The signature is checked first,
+    /// so that [`E2eeError::WrongIdentity`] names only an identity the peer
+    /// proved (a forged record naming a bystander is a bad signature).
     fn check_identity(&mut self, payload: &[u8]) -> Result<(), E2eeError> {
         let record = IdentityRecord::decode(payload)?;
-        let found = record.key.designator();
+        let rs = self
+            .noise
+            .remote_static()
+            .ok_or(E2eeError::Misuse("no remote static key after its message"))?;
+        let found = record.verify(&rs)?;
         if found != self.expected_peer {
             return Err(E2eeError::WrongIdentity {
                 expected: self.expected_peer,
                 found,
             });
         }
-        let rs = self
-            .noise
-            .remote_static()
-            .ok_or(E2eeError::Misuse("no remote static key after its message"))?;
-        self.peer_proven = Some(record.verify(&rs)?);
+        self.peer_proven = Some(found);
         Ok(())
     }
 
     fn write(&mut self, payload: &[u8]) -> Result<(), E2eeError> {
         let start = self.output.len();
         self.output.extend_from_slice(&[0; HEADER_LEN]);
-        self.noise.write_message(payload, &mut self.output)?;
+        if let Err(e) = self.noise.write_message(payload, &mut self.output) {
+            // Nothing of a message that failed stays queued to send.
+            self.output.truncate(start);
+            return Err(e);
+        }
         let h = header(self.output.len() - start - HEADER_LEN)?;
         self.output[start..start + HEADER_LEN].copy_from_slice(&h);
         Ok(())

@@ -122,6 +122,7 @@ struct Transcript {
     hashes: [Vec<u8>; 2],
 }
 
+#[derive(Clone)]
 struct Keys {
     prologue: Vec<u8>,
     init_static: [u8; 32],
@@ -384,7 +385,7 @@ fn snow_with_a_wrong_identity_payload_is_refused() {
                 &uds_syrup::Designator::from_key_bytes(weak),
             )
             .to_vec(),
-            ..k
+            ..k.clone()
         },
         false,
     );
@@ -397,11 +398,33 @@ fn snow_with_a_wrong_identity_payload_is_refused() {
             uds_syrup::Designator::from_key_bytes(weak)
         ))
     );
-    // The first alice, expecting bob, stops at the identity comparison.
-    assert!(matches!(
+    // The first alice, expecting bob, refuses the weak key before comparing
+    // identities: a wrong identity is reported only once proven.
+    assert_eq!(
         alice.read(&m2),
-        Err(E2eeError::WrongIdentity { .. })
-    ));
+        Err(E2eeError::InvalidIdentityKey(
+            uds_syrup::Designator::from_key_bytes(weak)
+        ))
+    );
+
+    // A record naming a bystander (carol) with a signature she never made:
+    // a bad signature, not a claim that carol answered.
+    let carol_id = uds_handshake::Identity::from_secret_bytes([0x55; 32]);
+    let mut alice = v.alice_initiator();
+    let m1 = alice.pending_output().to_vec();
+    let mut snow_mallory = snow_side(&k, false);
+    snow_mallory.read_message(&m1[2..], &mut buf).unwrap();
+    let forged = uds_e2ee::IdentityRecord {
+        key: carol_id.public_key(),
+        signature: uds_syrup::SigVal([7; 64]),
+    }
+    .encode();
+    let n = snow_mallory.write_message(&forged, &mut buf).unwrap();
+    let m2 = [&(n as u16).to_be_bytes()[..], &buf[..n]].concat();
+    assert_eq!(
+        alice.read(&m2),
+        Err(E2eeError::BadSignature(carol_id.designator()))
+    );
 }
 
 #[test]
@@ -411,6 +434,8 @@ fn a_low_order_ephemeral_is_refused() {
     // Message 1 carrying the all-zero point (low order).
     let m1 = [&[0u8, 32][..], &[0; 32]].concat();
     assert_eq!(bob.read(&m1), Err(E2eeError::LowOrderKey));
+    // Message 2 failed while being written: nothing of it is left to send.
+    assert_eq!(bob.pending_output(), &[] as &[u8]);
     let mut alice = v.alice_initiator();
     // Message 2 whose ephemeral key is a low-order point.
     let mut m2 = v.row("message-2").to_vec();
