@@ -67,9 +67,11 @@ pub struct Limits {
     /// sends it (`--send-timeout`, default 10 s); a client that reads
     /// nothing for that long is disconnected.
     pub send_timeout: Duration,
-    /// Intros of one client refused within one `park_timeout` before that
-    /// client is disconnected as a flood (`--max-refused-per-sender`,
-    /// default 256).
+    /// Intros of one client refused within one `park_timeout`, for reasons
+    /// of its own making (over its budget, or toward a target whose park
+    /// slots it fills itself), before that client is disconnected as a
+    /// flood (`--max-refused-per-sender`, default 256). Refusals caused by
+    /// daemon-wide limits or by others never count.
     pub max_refused_per_sender: usize,
     /// Hints kept in each locator of a forwarded intro
     /// (`--max-forwarded-hints`, default 8). The daemon re-encodes every

@@ -192,8 +192,9 @@ struct LimitArgs {
     /// disconnected [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     send_timeout: Option<Duration>,
-    /// Intros of one client refused within one park timeout before that
-    /// client is disconnected [default: 256].
+    /// Intros of one client refused within one park timeout (over its own
+    /// budget, or toward a target whose park slots it fills itself) before
+    /// that client is disconnected [default: 256].
     #[arg(long, value_name = "N")]
     max_refused_per_sender: Option<usize>,
     /// Server hints kept in each locator of a forwarded intro [default: 8].

@@ -492,7 +492,7 @@ impl<F> Router<F> {
                 "the daemon already holds {} passed sockets (--max-held-fds)",
                 self.held_fds
             );
-            self.refuse(now, client, to, fd, Reason::HeldFds, detail);
+            self.refuse(now, client, to, fd, Reason::HeldFds, detail, false);
             return;
         }
         if self.held_bytes + size > l.max_held_bytes {
@@ -500,7 +500,7 @@ impl<F> Router<F> {
                 "the daemon already holds {} bytes of intros (--max-held-bytes)",
                 self.held_bytes
             );
-            self.refuse(now, client, to, fd, Reason::HeldBytes, detail);
+            self.refuse(now, client, to, fd, Reason::HeldBytes, detail, false);
             return;
         }
         let target = self.registry.get(&to).copied();
@@ -510,7 +510,13 @@ impl<F> Router<F> {
                 let detail = format!(
                     "{waiting} intros already wait for {to} to register (--max-parked-per-target)"
                 );
-                self.refuse(now, client, to, fd, Reason::ParkedLimit, detail);
+                // Counted against the sender only if it holds some of the
+                // slots itself: others filling them is not its doing.
+                let own = self.clients[&client]
+                    .per_target
+                    .get(&to)
+                    .is_some_and(|t| t.intros > 0);
+                self.refuse(now, client, to, fd, Reason::ParkedLimit, detail, own);
                 return;
             }
             let c = &self.clients[&client];
@@ -525,7 +531,7 @@ impl<F> Router<F> {
                      --max-intros-per-target)",
                     c.charge.intros, c.charge.bytes, toward.intros
                 );
-                self.refuse(now, client, to, fd, Reason::SenderQuota, detail);
+                self.refuse(now, client, to, fd, Reason::SenderQuota, detail, true);
                 return;
             }
         }
@@ -757,8 +763,12 @@ impl<F> Router<F> {
         self.forget(client);
     }
 
-    /// Refuses one intro of `client` (its fd is closed); a client refused
-    /// too often within one park timeout is disconnected.
+    /// Refuses one intro of `client` (its fd is closed). A client refused
+    /// too often within one park timeout for reasons of its own making
+    /// (`own`: its budget, park slots it fills itself) is disconnected;
+    /// limits shared by everyone (`--max-held-fds`, `--max-held-bytes`,
+    /// park slots filled by others) never count against it.
+    #[allow(clippy::too_many_arguments)]
     fn refuse(
         &mut self,
         now: Instant,
@@ -767,6 +777,7 @@ impl<F> Router<F> {
         fd: F,
         reason: Reason,
         detail: String,
+        own: bool,
     ) {
         drop(fd);
         self.counters.refuse(reason);
@@ -775,6 +786,16 @@ impl<F> Router<F> {
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
+        if !own {
+            // Logged like the others, throttled per reason daemon-wide.
+            let refused = self.counters.refusals(reason);
+            if refused.is_power_of_two() {
+                tracing::warn!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
+            } else {
+                tracing::debug!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
+            }
+            return;
+        }
         match c.refused_since {
             Some(since) if now.saturating_duration_since(since) < window => c.refused += 1,
             _ => {

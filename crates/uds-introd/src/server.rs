@@ -155,12 +155,19 @@ impl Core {
                 }
             }
         }
+        self.arm(timer);
+        direct
+    }
+
+    /// Wakes the timer task if the router's next deadline is earlier than
+    /// the one it sleeps until (or it sleeps without one). Due after every
+    /// router call that can add a deadline.
+    fn arm(&mut self, timer: &Notify) {
         let next = self.router.poll_timeout();
         if next.is_some() && (self.armed.is_none() || next < self.armed) {
             self.armed = next;
             timer.notify_one();
         }
-        direct
     }
 }
 
@@ -611,7 +618,14 @@ impl Session {
                 writing = Some(w);
             }
             if writing.is_none() && self.handle.output.swap(false, Ordering::Relaxed) {
-                let t = lock(&s.core).router.poll_transmit(Instant::now(), self.id);
+                let t = {
+                    let mut core = lock(&s.core);
+                    let t = core.router.poll_transmit(Instant::now(), self.id);
+                    // Its send deadline must be armed even if the timer
+                    // task has just found nothing left to wait for.
+                    core.arm(&s.timer);
+                    t
+                };
                 if let Some(t) = t {
                     writing = Some(UnitWriter::new(Outgoing::Intro {
                         record: t.record,

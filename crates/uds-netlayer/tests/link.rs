@@ -148,12 +148,20 @@ fn a_slow_accept_does_not_get_the_netlayer_disconnected() {
         while b.stats().incoming_dropped < 1498 {
             assert!(
                 start.elapsed() < PATIENCE,
-                "only {} dropped",
-                b.stats().incoming_dropped
+                "only {} dropped: {:?}\n{}",
+                b.stats().incoming_dropped,
+                b.stats(),
+                d.status()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(generation(&b), stable, "b was never disconnected");
+        assert_eq!(
+            generation(&b),
+            stable,
+            "b was disconnected: {:?}\n{}",
+            b.stats(),
+            d.status()
+        );
         drop(b.accept().await.unwrap());
         drop(b.accept().await.unwrap());
         // And it still accepts new connections.

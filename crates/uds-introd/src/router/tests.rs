@@ -455,8 +455,8 @@ fn a_sender_refused_too_often_is_disconnected() {
     };
     let mut w = World::new(limits);
     let a = w.client(1);
-    let other = w.client(3);
-    w.intro(other, 3, 2, 0); // parks; the target's slot is full now
+    w.client(3);
+    w.intro(a, 1, 2, 0); // parks; a fills the target's slot itself
     for _ in 0..5 {
         w.intro(a, 1, 2, 0);
     }
@@ -470,6 +470,75 @@ fn a_sender_refused_too_often_is_disconnected() {
     w.intro(a, 1, 2, 0);
     assert_eq!(closes(&w.actions()), vec![(a, Reason::Flooding)]);
     assert_eq!(w.router.status().registered, 1);
+}
+
+/// Refusals caused by others (park slots they fill, the daemon-wide
+/// `--max-held-fds` and `--max-held-bytes`) never get a sender
+/// disconnected as flooding, however often they happen.
+#[test]
+fn refusals_caused_by_others_do_not_count_as_flooding() {
+    // Park slots filled by another client.
+    let limits = Limits {
+        max_parked_per_target: 1,
+        max_refused_per_sender: 5,
+        ..Limits::default()
+    };
+    let mut w = World::new(limits);
+    let a = w.client(1);
+    let other = w.client(3);
+    w.intro(other, 3, 2, 0); // parks; the target's slot is full now
+    for _ in 0..50 {
+        w.intro(a, 1, 2, 0);
+    }
+    assert_eq!(w.router.status().counters.refusals(Reason::ParkedLimit), 50);
+    assert!(closes(&w.actions()).is_empty());
+
+    // The daemon-wide pool of held sockets filled by another client's
+    // parked intros: an honest sender to a registered, slow target is
+    // refused, and stays connected.
+    let limits = Limits {
+        max_held_fds: 4,
+        max_refused_per_sender: 5,
+        ..Limits::default()
+    };
+    let mut w = World::new(limits);
+    let filler = w.client(1);
+    let honest = w.client(2);
+    w.client(3); // registered, never drained
+    for t in 100..104 {
+        w.intro(filler, 1, t, 0);
+    }
+    assert_eq!(w.router.status().held_fds, 4);
+    for _ in 0..50 {
+        w.intro(honest, 2, 3, 0);
+    }
+    assert_eq!(w.router.status().counters.refusals(Reason::HeldFds), 50);
+    assert!(closes(&w.actions()).is_empty());
+
+    // The same for --max-held-bytes: the filler's parked intros take all
+    // of it (one intro's size measured first).
+    let mut w = World::new(Limits::default());
+    let c = w.client(1);
+    w.intro(c, 1, 100, 0);
+    let one = w.router.status().held_bytes;
+    let limits = Limits {
+        max_held_bytes: 4 * one,
+        max_refused_per_sender: 5,
+        ..Limits::default()
+    };
+    let mut w = World::new(limits);
+    let filler = w.client(1);
+    let honest = w.client(2);
+    w.client(3);
+    for t in 100..104 {
+        w.intro(filler, 1, t, 0);
+    }
+    assert_eq!(w.router.status().held_bytes, 4 * one);
+    for _ in 0..50 {
+        w.intro(honest, 2, 3, 0);
+    }
+    assert_eq!(w.router.status().counters.refusals(Reason::HeldBytes), 50);
+    assert!(closes(&w.actions()).is_empty());
 }
 
 #[test]

@@ -148,6 +148,20 @@ impl Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// The daemon's `status` report (counters and refusal reasons), for
+    /// failure messages.
+    pub fn status(&self) -> String {
+        match Command::new(introd_bin())
+            .arg("status")
+            .arg("--socket")
+            .arg(&self.socket)
+            .output()
+        {
+            Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
+            Err(e) => format!("(uds-introd status: {e})"),
+        }
+    }
 }
 
 impl Drop for Daemon {
