@@ -299,8 +299,25 @@ impl Listener {
     /// socket file is removed only if connecting to it is refused (nobody
     /// listens); anything else at `path` is an error. `mode` is applied to
     /// the socket file (0600 unless other users are admitted).
+    ///
+    /// When `mode` admits other users, they must also be able to enter the
+    /// directory: one the daemon creates is made 0711 (others may traverse,
+    /// not list it), and an existing one that neither group nor others may
+    /// traverse gets a warning saying what to run.
     pub fn bind_path(path: &Path, mode: u32) -> Result<Listener, ListenError> {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let dir_existed = std::fs::symlink_metadata(&dir).is_ok();
         prepare_socket_path(path, SockType::Stream)?;
+        if mode & 0o077 != 0 {
+            if !dir_existed {
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
+                    .map_err(io_err(format!("chmod {}", dir.display())))?;
+            }
+            warn_if_closed_to_others(&dir);
+        }
         let std = StdListener::bind(path).map_err(io_err(format!("bind {}", path.display())))?;
         let bound = BoundPath::new(path).map_err(io_err(format!("stat {}", path.display())))?;
         let listener = Listener::from_std(std, Some(bound))?;
@@ -362,6 +379,29 @@ impl Listener {
                 Listener::from_std(StdListener::from(fd), None)
             })
             .collect()
+    }
+}
+
+/// Warns if `dir` or one of its ancestors can be entered neither by its
+/// group nor by others: then other users cannot reach a socket in it.
+fn warn_if_closed_to_others(dir: &Path) {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return;
+    };
+    for d in dir.ancestors() {
+        if let Ok(meta) = std::fs::metadata(d)
+            && meta.mode() & 0o011 == 0
+        {
+            tracing::warn!(
+                "other users are admitted but cannot enter {} (mode {:04o}), so they cannot \
+                 reach the socket: run `chmod o+x {}` (or g+x for a group that owns it), or \
+                 put the socket in a directory they can enter (--socket)",
+                d.display(),
+                meta.mode() & 0o7777,
+                d.display()
+            );
+            return;
+        }
     }
 }
 

@@ -113,4 +113,19 @@ async fn a_client_from_a_disallowed_uid() {
     assert_eq!(admitted, "RESULT registered");
     pair.still_works().await;
     d.wait_fds(baseline).await;
+    drop(d);
+
+    // A socket directory the daemon creates lets the admitted user in.
+    let socket = dir.path().join("made-by-the-daemon").join("intro.sock");
+    let mut cmd = Command::new(&*BIN);
+    cmd.arg("--socket")
+        .arg(&socket)
+        .arg("--key")
+        .arg(dir.path().join("server.key"))
+        .args(["--allow-uid", "4242"]);
+    let _d = Daemon::spawn(cmd, dir.path(), socket.clone());
+    let admitted = tokio::task::spawn_blocking(move || client_as(4242, &socket))
+        .await
+        .unwrap();
+    assert_eq!(admitted, "RESULT registered");
 }

@@ -471,6 +471,41 @@ async fn allow_gid_gives_the_socket_to_the_group() {
     assert_eq!(meta.mode() & 0o777, 0o660);
 }
 
+/// With other users admitted, a socket directory the daemon creates is 0711
+/// so that they can enter it (it was 0700: the socket was unreachable for
+/// exactly the users `--allow-uid` names), and a directory on the way that
+/// they cannot enter is named in a warning.
+#[tokio::test]
+async fn a_socket_directory_made_for_other_users_lets_them_in() {
+    let dir = private_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let start = |sub: &str| {
+        let socket = dir.path().join(sub).join("intro.sock");
+        let mut cmd = Command::new(&*BIN);
+        cmd.arg("--socket")
+            .arg(&socket)
+            .arg("--key")
+            .arg(dir.path().join("server.key"))
+            .args(["--allow-uid", "4242"]);
+        Daemon::spawn(cmd, dir.path(), socket)
+    };
+    let d = start("shared");
+    let meta = std::fs::metadata(dir.path().join("shared")).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o711);
+    assert_eq!(std::fs::metadata(&d.socket).unwrap().mode() & 0o777, 0o666);
+    // The test's own directory, above it, is still closed to others.
+    let closed = std::fs::canonicalize(dir.path()).unwrap();
+    d.wait_log(&format!("cannot enter {} (mode 0700)", closed.display()))
+        .await;
+    drop(d);
+
+    // Once the way is open, nothing to warn about.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+    let d = start("shared2");
+    d.wait_log("listening").await;
+    assert!(!d.log().contains("cannot enter"), "{}", d.log());
+}
+
 /// Regression: the library's `Config::default()` admits the user running it
 /// (it used to admit only root).
 #[tokio::test]
