@@ -60,8 +60,9 @@ pub struct Limits {
     /// Bytes of intro records the daemon holds at once
     /// (`--max-held-bytes`, default 8 MiB); beyond it a new intro is refused.
     pub max_held_bytes: usize,
-    /// How long an intro waits for its target to register before its socket
-    /// is closed (`--park-timeout`, default 10 s).
+    /// How long an intro waits, from its arrival, for its target to
+    /// register and take it before its socket is closed (`--park-timeout`,
+    /// default 10 s).
     pub park_timeout: Duration,
     /// How long a client may take to read one intro or message the daemon
     /// sends it (`--send-timeout`, default 10 s); a client that reads

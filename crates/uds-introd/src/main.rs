@@ -185,7 +185,8 @@ struct LimitArgs {
     /// [default: 8388608].
     #[arg(long, value_name = "BYTES")]
     max_held_bytes: Option<usize>,
-    /// How long an intro waits for its target to register [default: 10s].
+    /// How long an intro waits for its target, from its arrival: to register,
+    /// then to take it [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     park_timeout: Option<Duration>,
     /// How long a client may take to read one intro sent to it before it is

@@ -27,10 +27,13 @@
 //! delivered is *paused* (the shell stops reading from it) until enough of
 //! its intros have been sent; an intro that would have to wait for an
 //! unregistered target is refused if it does not fit the sender's budget.
-//! Refusals are counted per sender, and a sender refused more than
-//! `max_refused_per_sender` times within one park timeout is disconnected.
-//! A target is disconnected only when it does not read one unit within
-//! `send_timeout`, never because of how much others send it.
+//! Refusals of its own making are counted per sender, and a sender refused
+//! more than `max_refused_per_sender` times within one park timeout is
+//! disconnected. A target is disconnected only when it does not read one
+//! unit within `send_timeout`, never because of how much others send it.
+//! An intro not handed to its target within `park_timeout` of its arrival
+//! (parked, or queued behind a slow reader) is closed and its sender's
+//! charge refunded.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -165,11 +168,14 @@ impl Charge {
     }
 }
 
+/// Deadlines; at the same instant they fire in this order (a target that
+/// does not read is closed before the intros queued behind it expire).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Registration(ClientId),
-    Park(IntroId),
     Send(ClientId),
+    /// An intro not handed out by its deadline (parked or queued).
+    Expire(IntroId),
 }
 
 #[derive(Debug)]
@@ -213,7 +219,7 @@ impl Client {
 
 #[derive(Debug)]
 enum State {
-    Parked { deadline: Instant },
+    Parked,
     Queued,
     InFlight,
 }
@@ -229,6 +235,10 @@ struct Intro<F> {
     /// Bytes charged: the record and the body.
     size: usize,
     state: State,
+    /// When it is closed if it was not handed out (`park_timeout` after it
+    /// arrived), whether it still waits for its target to register or
+    /// waits in the target's queue.
+    expires: Instant,
 }
 
 /// The introduction router; see the [module docs](self).
@@ -394,13 +404,8 @@ impl<F> Router<F> {
             );
         }
         if let Some(parked) = self.parked.remove(&designator) {
-            for id in &parked {
-                if let Some(intro) = self.intros.get(id)
-                    && let State::Parked { deadline } = intro.state
-                {
-                    self.timers.remove(&(deadline, Timer::Park(*id)));
-                }
-            }
+            // Their expiry stays: an intro waits at most `park_timeout` in
+            // all.
             moved.extend(parked);
         }
         if moved.is_empty() {
@@ -539,10 +544,10 @@ impl<F> Router<F> {
         self.next_intro += 1;
         let state = match target {
             Some(_) => State::Queued,
-            None => State::Parked {
-                deadline: now + l.park_timeout,
-            },
+            None => State::Parked,
         };
+        let expires = now + l.park_timeout;
+        self.timers.insert((expires, Timer::Expire(id)));
         self.intros.insert(
             id,
             Intro {
@@ -552,6 +557,7 @@ impl<F> Router<F> {
                 fd: Some(fd),
                 size,
                 state,
+                expires,
             },
         );
         self.held_fds += 1;
@@ -587,7 +593,6 @@ impl<F> Router<F> {
             }
             None => {
                 self.parked.entry(to).or_default().push_back(id);
-                self.timers.insert((now + l.park_timeout, Timer::Park(id)));
                 self.counters.intros_parked += 1;
                 tracing::debug!(conn = %client, target = %to, "intro parked until its target registers");
             }
@@ -611,6 +616,8 @@ impl<F> Router<F> {
                 continue;
             };
             intro.state = State::InFlight;
+            // From now on the target's send deadline applies.
+            self.timers.remove(&(intro.expires, Timer::Expire(id)));
             let deadline = now + self.limits.send_timeout;
             c.in_flight = Some(InFlight {
                 intro: id,
@@ -678,26 +685,38 @@ impl<F> Router<F> {
                         format!("it did not read an intro sent to it for {timeout:?}"),
                     );
                 }
-                Timer::Park(id) => {
+                Timer::Expire(id) => {
                     let Some(intro) = self.intros.get(&id) else {
                         continue;
                     };
-                    if !matches!(intro.state, State::Parked { .. }) {
-                        continue;
-                    }
                     let target = intro.target;
-                    if let Some(q) = self.parked.get_mut(&target) {
-                        q.retain(|i| *i != id);
-                        if q.is_empty() {
-                            self.parked.remove(&target);
+                    match intro.state {
+                        State::Parked => {
+                            self.unpark(id, target);
+                            self.counters.refuse(Reason::ParkTimeout);
+                            tracing::info!(
+                                target = %target,
+                                "closed an intro: its target did not register within {:?}",
+                                self.limits.park_timeout
+                            );
                         }
+                        State::Queued => {
+                            if let Some(c) = self
+                                .registry
+                                .get(&target)
+                                .and_then(|t| self.clients.get_mut(t))
+                            {
+                                c.queue.retain(|i| *i != id);
+                            }
+                            self.counters.refuse(Reason::QueueTimeout);
+                            tracing::info!(
+                                target = %target,
+                                "closed an intro: its target did not take it within {:?}",
+                                self.limits.park_timeout
+                            );
+                        }
+                        State::InFlight => continue,
                     }
-                    self.counters.refuse(Reason::ParkTimeout);
-                    tracing::info!(
-                        target = %target,
-                        "closed an intro: its target did not register within {:?}",
-                        self.limits.park_timeout
-                    );
                     self.release(id);
                 }
             }
@@ -830,6 +849,7 @@ impl<F> Router<F> {
         let Some(intro) = self.intros.remove(&id) else {
             return;
         };
+        self.timers.remove(&(intro.expires, Timer::Expire(id)));
         self.held_fds -= 1;
         self.held_bytes -= intro.size;
         let Some(sender) = intro.sender else {
@@ -854,6 +874,16 @@ impl<F> Router<F> {
             self.actions.push_back(Action::Resume(sender));
         }
         // Dropping `intro` closes its fd, if the router still holds it.
+    }
+
+    /// Takes a parked intro out of the list of those waiting for `target`.
+    fn unpark(&mut self, id: IntroId, target: Designator) {
+        if let Some(q) = self.parked.get_mut(&target) {
+            q.retain(|i| *i != id);
+            if q.is_empty() {
+                self.parked.remove(&target);
+            }
+        }
     }
 
     /// Removes every trace of a client.
@@ -897,20 +927,15 @@ impl<F> Router<F> {
                 continue;
             };
             match intro.state {
-                State::Parked { deadline } => {
+                State::Parked => {
                     // Nobody is left to pay for it.
                     let target = intro.target;
-                    self.timers.remove(&(deadline, Timer::Park(id)));
-                    if let Some(q) = self.parked.get_mut(&target) {
-                        q.retain(|i| *i != id);
-                        if q.is_empty() {
-                            self.parked.remove(&target);
-                        }
-                    }
+                    self.unpark(id, target);
                     self.counters.intros_dropped += 1;
                     self.release(id);
                 }
-                // Deliverable: it goes on, charged to nobody.
+                // Deliverable: it goes on, charged to nobody, until its
+                // target takes it or it expires.
                 State::Queued | State::InFlight => intro.sender = None,
             }
         }

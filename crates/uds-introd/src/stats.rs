@@ -51,6 +51,10 @@ pub enum Reason {
     /// An intro's target did not register within `park_timeout` (one intro
     /// closed).
     ParkTimeout,
+    /// An intro's registered target did not take it within `park_timeout`
+    /// of its arrival (one intro closed; the target may be slow, not
+    /// silent, or it would be `NotReading`).
+    QueueTimeout,
     /// More than `max_refused_per_sender` intros of one client refused
     /// within one `park_timeout`: the client is disconnected.
     Flooding,
@@ -58,7 +62,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in reporting order.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::Policy,
         Reason::Credentials,
         Reason::WrongPid,
@@ -79,6 +83,7 @@ impl Reason {
         Reason::HeldFds,
         Reason::HeldBytes,
         Reason::ParkTimeout,
+        Reason::QueueTimeout,
         Reason::Flooding,
     ];
 
@@ -105,6 +110,7 @@ impl Reason {
             Reason::HeldFds => "held-fds",
             Reason::HeldBytes => "held-bytes",
             Reason::ParkTimeout => "park-timeout",
+            Reason::QueueTimeout => "queue-timeout",
             Reason::Flooding => "flooding",
         }
     }
@@ -119,6 +125,7 @@ impl Reason {
                 | Reason::HeldFds
                 | Reason::HeldBytes
                 | Reason::ParkTimeout
+                | Reason::QueueTimeout
         )
     }
 

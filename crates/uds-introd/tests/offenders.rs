@@ -411,6 +411,51 @@ async fn a_client_that_never_reads() {
     .await;
 }
 
+/// A target that is registered but does not take what is queued for it
+/// (here: reads nothing, with a long `--send-timeout`) cannot hold those
+/// intros, or keep their sender paused, past `--park-timeout`: they are
+/// closed (`queue-timeout`), the sender goes on, and the target stays.
+#[tokio::test]
+async fn queued_intros_expire_after_the_park_timeout() {
+    scenario(
+        &[
+            "--park-timeout",
+            "1s",
+            "--send-timeout",
+            "60s",
+            "--max-refused-per-sender",
+            "4000",
+        ],
+        "queue-timeout",
+        |d, _| async move {
+            let deaf = Client::register(&d.socket, WireProfile::Draft).await;
+            let sender = Arc::new(Client::register(&d.socket, WireProfile::Draft).await);
+            d.wait_counter("registered", 4).await;
+            let to = deaf.locator();
+            let s = sender.clone();
+            // More than the deaf client's socket buffer takes: the rest is
+            // queued in the daemon, and the sender is paused at its budget.
+            let flood = tokio::spawn(async move {
+                for _ in 0..2000 {
+                    drop(s.intro_to(&to).await);
+                }
+            });
+            d.wait_counter("queue-timeout", 32).await;
+            flood.abort();
+            let status = d.status().await;
+            assert!(status.contains(" not-reading=0"), "{status}");
+            assert!(status.contains(" flooding=0"), "{status}");
+            assert!(
+                status.contains("registered: 4"),
+                "the target and the sender stay: {status}"
+            );
+            drop(sender);
+            drop(deaf);
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_client_hanging_up_is_not_a_refusal() {
     // The client leaves with intros unread in its socket, so the daemon's

@@ -425,6 +425,44 @@ fn a_target_that_does_not_read_is_closed_and_its_senders_resumed() {
     assert_eq!(s.counters.intros_dropped, 16);
 }
 
+/// A target that reads, but too slowly (one intro every 9 s, within
+/// `send_timeout`), never holds what others sent it for more than
+/// `park_timeout`: intros it has not taken by then are closed, and a
+/// sender paused behind another's intros is resumed.
+#[test]
+fn intros_a_slow_target_does_not_take_in_time_expire() {
+    let mut w = World::new(Limits::default());
+    let accomplice = w.client(1);
+    let honest = w.client(3);
+    let slow = w.client(2);
+    let ahead: Vec<u64> = (0..16).map(|_| w.intro(accomplice, 1, 2, 0)).collect();
+    let behind: Vec<u64> = (0..16).map(|_| w.intro(honest, 3, 2, 0)).collect();
+    assert!(w.actions().contains(&Action::Pause(honest)));
+    let take = |w: &mut World| {
+        let t = w.router.poll_transmit(w.now, slow).unwrap();
+        drop(t.fd);
+        w.router.sent(w.now, slow);
+    };
+    take(&mut w);
+    w.advance(Duration::from_secs(9));
+    take(&mut w);
+    assert!(!w.actions().contains(&Action::Resume(honest)));
+    w.advance(Duration::from_secs(1));
+    let actions = w.actions();
+    assert!(closes(&actions).is_empty(), "{actions:?}");
+    assert!(actions.contains(&Action::Resume(honest)), "{actions:?}");
+    for fd in ahead.iter().chain(&behind) {
+        assert!(w.is_closed(*fd));
+    }
+    let s = w.router.status();
+    assert_eq!(s.counters.refusals(Reason::QueueTimeout), 30);
+    assert_eq!(s.counters.intros_forwarded, 2);
+    assert_eq!((s.held_fds, s.held_bytes, s.queued, s.paused), (0, 0, 0, 0));
+    // The honest sender's next intro goes through.
+    w.intro(honest, 3, 2, 0);
+    assert_eq!(w.drain(slow).len(), 1);
+}
+
 /// Regression: parked intros are bounded in bytes, per sender and in
 /// total.
 #[test]
@@ -652,8 +690,8 @@ proptest! {
                     if let Some(&c) = open.get(client) && !who.contains_key(&c) {
                         w.router.registered(w.now, c, designator(d));
                         who.insert(c, d);
-                        // Its parked intros are queued now: no park deadline.
-                        park_deadline.retain(|_, (_, to)| *to != d);
+                        // Its parked intros are queued now, with the same
+                        // deadline.
                     }
                 }
                 Op::Intro { client, to, spoof, hints } => {
@@ -667,10 +705,11 @@ proptest! {
                         spoofers.insert(c);
                     }
                     senders.insert(c);
-                    let target_registered = w.router.registry.contains_key(&designator(to));
                     let fd = w.intro(c, from, to, hints);
                     issued.insert(fd);
-                    if !target_registered && !w.is_closed(fd) {
+                    if !w.is_closed(fd) {
+                        // Parked or queued, it is handed out or closed
+                        // within park_timeout.
                         park_deadline.insert(fd, (w.now + limits.park_timeout, to));
                     }
                 }
@@ -724,7 +763,7 @@ proptest! {
                     in_flight.insert(c, (t.fd, w.now));
                 }
             }
-            // No parked fd outlives its deadline.
+            // No parked or queued fd outlives its deadline.
             for (fd, (deadline, _)) in &park_deadline {
                 if *deadline <= w.now {
                     prop_assert!(w.is_closed(*fd), "fd {} held past its deadline", fd);
