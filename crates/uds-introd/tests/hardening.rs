@@ -72,8 +72,11 @@ async fn a_client_cannot_keep_a_victim_from_staying_registered() {
     for _ in 0..20 {
         drop(raw_intro(&attacker, &fat, &victim_loc).await);
     }
-    // At most 16 are kept (--max-intros-per-target), the rest refused.
-    d.wait_counter("intros-parked", 16).await;
+    // At most 16 are kept (--max-intros-per-target), the rest refused. All
+    // 20 must have been read before the victim registers: any read after
+    // would be deliverable, and queued.
+    d.wait_counter("intros-received", 20).await;
+    assert_eq!(d.counter("intros-parked").await, 16);
     let mut victim = Client::register_as(&d.socket, victim_id, WireProfile::Draft).await;
     d.wait_counter("registered", 2).await;
     // Every intro that was accepted reaches the victim, each bounded.
