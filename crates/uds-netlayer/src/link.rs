@@ -103,9 +103,12 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
             _ = ctx.shutdown.cancelled() => return,
             r = session(&link, &ctx) => r,
         };
-        let was_registered = lock(&link.state).take().is_some();
-        if was_registered {
-            ctx.bump();
+        {
+            // The change and its notification in one step (see below).
+            let mut state = lock(&link.state);
+            if state.take().is_some() {
+                ctx.bump();
+            }
         }
         match outcome {
             Ok(()) => {
@@ -246,7 +249,14 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
     let (writer, writer_task) =
         IntroWriter::spawn(stream.clone(), WRITER_QUEUE, ctx.settings.send_timeout);
     let mut writer_task = AbortOnDrop(writer_task);
-    *lock(&link.state) = Some(Registered { server, writer });
+    {
+        // Registered and notified in one step: whoever sees this server in
+        // `registered_servers()` also sees the `server_changes()` value
+        // that announced it.
+        let mut state = lock(&link.state);
+        *state = Some(Registered { server, writer });
+        ctx.bump();
+    }
     tracing::debug!(server = %server, shape = %shape, "answered the server in its shape");
     let failed = link.failures.swap(0, std::sync::atomic::Ordering::Relaxed);
     if failed > 0 {
@@ -254,7 +264,6 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
     } else {
         tracing::info!(server = %server, via = %link.describe, "registered");
     }
-    ctx.bump();
     let ours = ctx.identity.designator();
     loop {
         let event = tokio::select! {

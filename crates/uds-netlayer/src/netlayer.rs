@@ -217,7 +217,9 @@ impl UdsNetlayer {
     /// A receiver that is notified whenever a server's state changes
     /// (registered, lost); read [`UdsNetlayer::servers`] or
     /// [`UdsNetlayer::registered_servers`] after each notification. Unlike
-    /// polling, no change is missed between two waits.
+    /// polling, no change is missed between two waits. Its value counts the
+    /// changes, and is updated in the same step as the state: a change seen
+    /// in `registered_servers` is already counted.
     pub fn server_changes(&self) -> watch::Receiver<u64> {
         self.inner.changed.subscribe()
     }
