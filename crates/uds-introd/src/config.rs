@@ -37,6 +37,10 @@ pub struct Limits {
     /// Connections at once that have not finished registering
     /// (`--max-unregistered`, default 256).
     pub max_unregistered: usize,
+    /// Connections at once from one uid that have not finished registering
+    /// (`--max-unregistered-per-uid`, default 128), so that one user (with
+    /// `--allow-uid`, another one) cannot take every unregistered slot.
+    pub max_unregistered_per_uid: usize,
     /// Intros one client has queued or parked at once, toward all targets
     /// (`--max-intros-per-sender`, default 64).
     pub max_intros_per_sender: usize,
@@ -93,6 +97,7 @@ impl Default for Limits {
             max_clients: 4096,
             max_clients_per_uid: 1024,
             max_unregistered: 256,
+            max_unregistered_per_uid: 128,
             max_intros_per_sender: 64,
             max_intro_bytes_per_sender: 64 << 10,
             max_intros_per_target: 16,

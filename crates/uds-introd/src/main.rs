@@ -158,6 +158,10 @@ struct LimitArgs {
     /// Connections at once that have not registered yet [default: 256].
     #[arg(long, value_name = "N")]
     max_unregistered: Option<usize>,
+    /// Connections at once from one uid that have not registered yet
+    /// [default: 128].
+    #[arg(long, value_name = "N")]
+    max_unregistered_per_uid: Option<usize>,
     /// Intros one client may have queued or waiting at once, toward all
     /// targets; beyond it the client is slowed down (deliverable intros) or
     /// refused (intros to unregistered targets) [default: 64].
@@ -245,6 +249,7 @@ impl LimitArgs {
             max_clients => max_clients,
             max_clients_per_uid => max_clients_per_uid,
             max_unregistered => max_unregistered,
+            max_unregistered_per_uid => max_unregistered_per_uid,
             max_intros_per_sender => max_intros_per_sender,
             max_intro_bytes_per_sender => max_intro_bytes_per_sender,
             max_intros_per_target => max_intros_per_target,

@@ -254,6 +254,7 @@ pub struct Router<F> {
     counters: Counters,
     unregistered: usize,
     per_uid: HashMap<u32, usize>,
+    unregistered_per_uid: HashMap<u32, usize>,
     held_fds: usize,
     held_bytes: usize,
     paused: usize,
@@ -286,6 +287,7 @@ impl<F> Router<F> {
             actions: VecDeque::new(),
             counters: Counters::default(),
             unregistered: 0,
+            unregistered_per_uid: HashMap::new(),
             per_uid: HashMap::new(),
             held_fds: 0,
             held_bytes: 0,
@@ -334,6 +336,12 @@ impl<F> Router<F> {
             Some(Reason::MaxClientsPerUid)
         } else if self.unregistered >= l.max_unregistered {
             Some(Reason::MaxUnregistered)
+        } else if self
+            .unregistered_per_uid
+            .get(&creds.uid)
+            .is_some_and(|n| *n >= l.max_unregistered_per_uid)
+        {
+            Some(Reason::MaxUnregisteredPerUid)
         } else {
             None
         };
@@ -364,6 +372,7 @@ impl<F> Router<F> {
         );
         self.timers.insert((deadline, Timer::Registration(id)));
         self.unregistered += 1;
+        *self.unregistered_per_uid.entry(creds.uid).or_default() += 1;
         *self.per_uid.entry(creds.uid).or_default() += 1;
         Ok(id)
     }
@@ -385,6 +394,8 @@ impl<F> Router<F> {
         c.designator = Some(designator);
         c.registered_at = Some(now);
         self.unregistered -= 1;
+        let uid = c.creds.uid;
+        decrement(&mut self.unregistered_per_uid, uid);
         self.counters.registrations += 1;
         let uid = c.creds.uid;
         let pid = c.creds.pid;
@@ -904,7 +915,10 @@ impl<F> Router<F> {
             self.timers.remove(&(deadline, Timer::Registration(client)));
         }
         match c.designator {
-            None => self.unregistered -= 1,
+            None => {
+                self.unregistered -= 1;
+                decrement(&mut self.unregistered_per_uid, c.creds.uid);
+            }
             Some(d) => {
                 if self.registry.get(&d) == Some(&client) {
                     self.registry.remove(&d);
@@ -938,6 +952,16 @@ impl<F> Router<F> {
                 // target takes it or it expires.
                 State::Queued | State::InFlight => intro.sender = None,
             }
+        }
+    }
+}
+
+/// Counts one less for `uid`, forgetting it at zero.
+fn decrement(counts: &mut HashMap<u32, usize>, uid: u32) {
+    if let Some(n) = counts.get_mut(&uid) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(&uid);
         }
     }
 }

@@ -18,6 +18,8 @@ pub enum Reason {
     MaxClientsPerUid,
     /// `max_unregistered` reached.
     MaxUnregistered,
+    /// `max_unregistered_per_uid` reached.
+    MaxUnregisteredPerUid,
     /// Registration did not finish within `registration_timeout`.
     RegistrationTimeout,
     /// The registration handshake failed (bad signature, bad key, ...).
@@ -62,13 +64,14 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in reporting order.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::Policy,
         Reason::Credentials,
         Reason::WrongPid,
         Reason::MaxClients,
         Reason::MaxClientsPerUid,
         Reason::MaxUnregistered,
+        Reason::MaxUnregisteredPerUid,
         Reason::RegistrationTimeout,
         Reason::Handshake,
         Reason::Limit,
@@ -96,6 +99,7 @@ impl Reason {
             Reason::MaxClients => "max-clients",
             Reason::MaxClientsPerUid => "max-clients-per-uid",
             Reason::MaxUnregistered => "max-unregistered",
+            Reason::MaxUnregisteredPerUid => "max-unregistered-per-uid",
             Reason::RegistrationTimeout => "registration-timeout",
             Reason::Handshake => "handshake",
             Reason::Limit => "limit",

@@ -400,6 +400,7 @@ async fn help_explains_every_option() {
         "--max-clients",
         "--max-clients-per-uid",
         "--max-unregistered",
+        "--max-unregistered-per-uid",
         "--max-intros-per-sender",
         "--max-intro-bytes-per-sender",
         "--max-intros-per-target",

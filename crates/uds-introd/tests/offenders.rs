@@ -245,30 +245,39 @@ async fn an_intro_with_two_fds_is_forwarded_with_the_first() {
 #[tokio::test]
 async fn a_thousand_clients_register_concurrently() {
     raise_fd_limit();
-    scenario(&["--max-unregistered", "1024"], "", |d, _| async move {
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..1000 {
-            let socket = d.socket.clone();
-            let profile = if i % 2 == 0 {
-                WireProfile::Draft
-            } else {
-                WireProfile::Goblins
-            };
-            tasks.spawn(async move { Client::register(&socket, profile).await });
-        }
-        let mut clients = Vec::new();
-        while let Some(c) = tasks.join_next().await {
-            clients.push(c.unwrap());
-        }
-        d.wait_counter("registered", 1002).await;
-        // They can all be reached.
-        let mut first = clients.pop().unwrap();
-        let last = clients.pop().unwrap();
-        exchange(&last, &mut first).await;
-        drop(clients);
-        drop((first, last));
-        d.wait_counter("registrations", 1002).await;
-    })
+    scenario(
+        &[
+            "--max-unregistered",
+            "1024",
+            "--max-unregistered-per-uid",
+            "1024",
+        ],
+        "",
+        |d, _| async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for i in 0..1000 {
+                let socket = d.socket.clone();
+                let profile = if i % 2 == 0 {
+                    WireProfile::Draft
+                } else {
+                    WireProfile::Goblins
+                };
+                tasks.spawn(async move { Client::register(&socket, profile).await });
+            }
+            let mut clients = Vec::new();
+            while let Some(c) = tasks.join_next().await {
+                clients.push(c.unwrap());
+            }
+            d.wait_counter("registered", 1002).await;
+            // They can all be reached.
+            let mut first = clients.pop().unwrap();
+            let last = clients.pop().unwrap();
+            exchange(&last, &mut first).await;
+            drop(clients);
+            drop((first, last));
+            d.wait_counter("registrations", 1002).await;
+        },
+    )
     .await;
 }
 
@@ -290,6 +299,18 @@ async fn connection_limits() {
     scenario(
         &["--max-unregistered", "2"],
         "max-unregistered",
+        |d, _| async move {
+            let _a = Client::connect(&d.socket).await;
+            let _b = Client::connect(&d.socket).await;
+            d.wait_counter("unregistered", 2).await;
+            let mut c = Client::connect(&d.socket).await;
+            c.expect_closed().await;
+        },
+    )
+    .await;
+    scenario(
+        &["--max-unregistered-per-uid", "2"],
+        "max-unregistered-per-uid",
         |d, _| async move {
             let _a = Client::connect(&d.socket).await;
             let _b = Client::connect(&d.socket).await;

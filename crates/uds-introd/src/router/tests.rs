@@ -793,6 +793,48 @@ proptest! {
 }
 
 /// Thousands of clients with a fake clock, in milliseconds: every one
+/// One uid cannot take every unregistered slot: past
+/// `max_unregistered_per_uid` its new connections are refused, another
+/// admitted uid's are not, and a slot frees when a connection registers or
+/// ends.
+#[test]
+fn one_uid_cannot_take_every_unregistered_slot() {
+    let limits = Limits {
+        max_unregistered: 10,
+        max_unregistered_per_uid: 3,
+        ..Limits::default()
+    };
+    let mut w = World::new(limits);
+    w.router = Router::new(
+        limits,
+        Policy {
+            own_uid: 1000,
+            allow_uids: vec![2000],
+            allow_gids: Vec::new(),
+        },
+    );
+    let mine: Vec<ClientId> = (0..3)
+        .map(|_| w.router.accept(w.now, creds(1000), false).unwrap())
+        .collect();
+    assert_eq!(
+        w.router.accept(w.now, creds(1000), false),
+        Err(Reason::MaxUnregisteredPerUid)
+    );
+    assert!(w.router.accept(w.now, creds(2000), false).is_ok());
+    // A registration frees a slot, and so does a connection ending.
+    w.router.registered(w.now, mine[0], designator(1));
+    let again = w.router.accept(w.now, creds(1000), false).unwrap();
+    assert_eq!(
+        w.router.accept(w.now, creds(1000), false),
+        Err(Reason::MaxUnregisteredPerUid)
+    );
+    w.router.closed(w.now, again);
+    assert!(w.router.accept(w.now, creds(1000), false).is_ok());
+    let s = w.router.status();
+    assert_eq!(s.counters.refusals(Reason::MaxUnregisteredPerUid), 2);
+    assert_eq!(s.unregistered, 4);
+}
+
 /// registers, dials a random peer, and the deadlines hold.
 #[test]
 fn thousands_of_clients_with_a_fake_clock() {
