@@ -57,7 +57,7 @@ impl AdminSocket {
     pub fn bind(path: &Path) -> Result<AdminSocket, ListenError> {
         use nix::sys::socket::{AddressFamily, Backlog, SockFlag, UnixAddr, bind, listen, socket};
         let what = |w: &str| format!("{w} admin socket {}", path.display());
-        prepare_socket_path(path, SockType::SeqPacket)?;
+        let _lock = prepare_socket_path(path, SockType::SeqPacket)?;
         let io = |w: &'static str| {
             move |e: nix::errno::Errno| ListenError::Io {
                 what: what(w),

@@ -162,14 +162,61 @@ impl Drop for BoundPath {
     }
 }
 
+/// How long a daemon waits for another one that is binding a socket in the
+/// same directory.
+const DIR_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A socket directory locked (`flock`) from the probe of a leftover socket
+/// file to the bind of the new one; unlocked when dropped. Two daemons
+/// starting at once on one path take turns: the second finds the first's
+/// socket answering, instead of removing it as a leftover.
+#[must_use = "the directory is unlocked when this is dropped"]
+pub(crate) struct DirLock {
+    _locked: Option<std::fs::File>,
+}
+
+fn lock_dir(dir: &Path) -> Result<DirLock, ListenError> {
+    let file =
+        std::fs::File::open(dir).map_err(io_err(format!("open directory {}", dir.display())))?;
+    let deadline = std::time::Instant::now() + DIR_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                return Ok(DirLock {
+                    _locked: Some(file),
+                });
+            }
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(ListenError::Io {
+                    what: format!(
+                        "lock directory {} (another process has held it for {DIR_LOCK_WAIT:?}: \
+                         is another daemon starting there?)",
+                        dir.display()
+                    ),
+                    source: io::ErrorKind::WouldBlock.into(),
+                });
+            }
+            // A filesystem without locks: go on unlocked.
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::debug!(dir = %dir.display(), "cannot lock the socket directory: {e}");
+                return Ok(DirLock { _locked: None });
+            }
+        }
+    }
+}
+
 /// Makes `path` ready to bind a socket of type `ty`, by the one rule for
 /// every socket file the daemon creates: the directory must be private
 /// ([`ensure_private_dir`]), the path free of control characters, and a
 /// leftover file at `path` is removed only if it is a socket on which a
 /// connection is refused (nobody listens). A socket that answers is
 /// [`ListenError::InUse`]; anything that is not a socket is never removed.
-/// The probe never blocks.
-pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<(), ListenError> {
+/// The probe never blocks. The directory stays locked until the returned
+/// guard is dropped: keep it until the new socket listens.
+pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, ListenError> {
     if path.to_string_lossy().chars().any(char::is_control) {
         return Err(ListenError::BadPath(path.to_owned()));
     }
@@ -178,6 +225,7 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<(), Liste
         _ => PathBuf::from("."),
     };
     ensure_private_dir(&dir)?;
+    let lock = lock_dir(&dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
             if !meta.file_type().is_socket() {
@@ -188,7 +236,8 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<(), Liste
                 Err(nix::errno::Errno::ECONNREFUSED) => {
                     tracing::info!(path = %path.display(), "removing leftover socket file (nobody listens on it)");
                     std::fs::remove_file(path)
-                        .map_err(io_err(format!("remove leftover socket {}", path.display())))
+                        .map_err(io_err(format!("remove leftover socket {}", path.display())))?;
+                    Ok(lock)
                 }
                 // A full backlog: someone listens.
                 Err(nix::errno::Errno::EAGAIN) => Err(ListenError::InUse(path.to_owned())),
@@ -198,7 +247,7 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<(), Liste
                 }),
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(lock),
         Err(e) => Err(io_err(format!("stat {}", path.display()))(e)),
     }
 }
@@ -310,7 +359,7 @@ impl Listener {
             _ => PathBuf::from("."),
         };
         let dir_existed = std::fs::symlink_metadata(&dir).is_ok();
-        prepare_socket_path(path, SockType::Stream)?;
+        let _lock = prepare_socket_path(path, SockType::Stream)?;
         if mode & 0o077 != 0 {
             if !dir_existed {
                 std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))

@@ -509,6 +509,61 @@ async fn a_socket_directory_made_for_other_users_lets_them_in() {
     assert!(!d.log().contains("cannot enter"), "{}", d.log());
 }
 
+/// Two daemons started at the same moment on one path, over a leftover
+/// socket file: they take turns (the directory is locked from the probe to
+/// the bind), so exactly one serves and the other refuses because the path
+/// is in use. Without the lock both could find the leftover refusing
+/// connections, and the second would remove the first's new socket.
+#[test]
+fn two_daemons_starting_at_once_never_remove_each_others_socket() {
+    use std::io::BufRead;
+    for round in 0..20 {
+        let dir = private_dir();
+        let socket = dir.path().join("intro.sock");
+        // A leftover: a socket file nobody listens on.
+        drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+        let start = || {
+            Command::new(&*BIN)
+                .arg("--socket")
+                .arg(&socket)
+                .arg("--no-admin")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let mut daemons = vec![start(), start()];
+        // Each prints its ready line, or exits.
+        let ready: Vec<bool> = daemons
+            .iter_mut()
+            .map(|d| {
+                let mut line = String::new();
+                std::io::BufReader::new(d.stdout.take().unwrap())
+                    .read_line(&mut line)
+                    .unwrap();
+                line.starts_with("uds-introd ready")
+            })
+            .collect();
+        assert_eq!(
+            ready.iter().filter(|r| **r).count(),
+            1,
+            "round {round}: exactly one daemon serves: {ready:?}"
+        );
+        let loser = ready.iter().position(|r| !r).unwrap();
+        let out = daemons.remove(loser).wait_with_output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("already listening on"), "round {round}: {err}");
+        // The winner's socket is there and answers.
+        std::os::unix::net::UnixStream::connect(&socket)
+            .unwrap_or_else(|e| panic!("round {round}: the serving daemon's socket: {e}"));
+        let mut winner = daemons.remove(0);
+        let _ = winner.kill();
+        let _ = winner.wait();
+    }
+}
+
 /// Regression: the library's `Config::default()` admits the user running it
 /// (it used to admit only root).
 #[tokio::test]
