@@ -29,6 +29,22 @@ pub enum ListenError {
         /// What is wrong with it.
         problem: String,
     },
+    /// A directory or symlink on the way to the socket's directory is
+    /// controlled by another user, who could replace the directory or
+    /// re-point the path.
+    #[error(
+        "refusing to listen in {dir}: {ancestor} is {problem}, so another user could replace \
+         what the path leads to. Put the socket under directories that only you or root can \
+         change (or that are sticky, like /tmp)"
+    )]
+    UnsafePath {
+        /// The socket's directory.
+        dir: PathBuf,
+        /// The directory or symlink on its path that is not safe.
+        ancestor: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// Another daemon answers on the socket path.
     #[error("another process is already listening on {0}: stop it or choose another --socket")]
     InUse(PathBuf),
@@ -225,6 +241,7 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, 
         _ => PathBuf::from("."),
     };
     ensure_private_dir(&dir)?;
+    check_path_to(&dir)?;
     let lock = lock_dir(&dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
@@ -429,6 +446,51 @@ impl Listener {
             })
             .collect()
     }
+}
+
+/// Checks the way to `dir`: every symlink on the path as given, and every
+/// directory above the real `dir`, must belong to root or to us, and a
+/// directory others may write to must be sticky (like `/tmp`). Otherwise
+/// another user could rename `dir` away or re-point a link, and clients
+/// dialing the path would reach their socket instead.
+fn check_path_to(dir: &Path) -> Result<(), ListenError> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let trusted = |owner: u32| owner == 0 || owner == uid;
+    let unsafe_path = |ancestor: &Path, problem: String| ListenError::UnsafePath {
+        dir: dir.to_owned(),
+        ancestor: ancestor.to_owned(),
+        problem,
+    };
+    let absolute =
+        std::path::absolute(dir).map_err(io_err(format!("resolve {}", dir.display())))?;
+    for a in absolute.ancestors() {
+        if let Ok(meta) = std::fs::symlink_metadata(a)
+            && meta.file_type().is_symlink()
+            && !trusted(meta.uid())
+        {
+            return Err(unsafe_path(
+                a,
+                format!("a symlink owned by uid {}", meta.uid()),
+            ));
+        }
+    }
+    let real = std::fs::canonicalize(dir).map_err(io_err(format!("resolve {}", dir.display())))?;
+    for a in real.ancestors().skip(1) {
+        let meta = std::fs::metadata(a).map_err(io_err(format!("stat {}", a.display())))?;
+        if !trusted(meta.uid()) {
+            return Err(unsafe_path(a, format!("owned by uid {}", meta.uid())));
+        }
+        if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+            return Err(unsafe_path(
+                a,
+                format!(
+                    "writable by others and not sticky (mode {:04o})",
+                    meta.mode() & 0o7777
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Warns if `dir` or one of its ancestors can be entered neither by its

@@ -217,6 +217,54 @@ async fn the_admin_socket_needs_a_private_directory() {
     assert!(!open.join("admin").exists());
 }
 
+/// The way to the socket's directory is checked too: a directory above it
+/// that others may write to without the sticky bit (they could rename the
+/// socket's directory and put their own in its place), or a symlink on the
+/// path owned by another user (who could re-point it), is refused.
+#[tokio::test]
+async fn a_socket_directory_others_could_swap_is_refused() {
+    let dir = private_dir();
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let socket = open.join("mine").join("intro.sock");
+    let mut cmd = Command::new(&*BIN);
+    cmd.arg("--socket").arg(&socket).arg("--no-admin");
+    let out = run_to_exit(cmd);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("writable by others and not sticky (mode 0777)"),
+        "{err}"
+    );
+    assert!(!socket.exists());
+    // Sticky, as /tmp is: others can no longer rename what is ours.
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let mut cmd = Command::new(&*BIN);
+    cmd.arg("--socket").arg(&socket).arg("--no-admin");
+    let d = Daemon::spawn(cmd, dir.path(), socket.clone());
+    drop(d);
+
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipped the symlink case: giving a symlink to another user needs root");
+        return;
+    }
+    let safe = dir.path().join("safe");
+    std::fs::create_dir(&safe).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&safe, &link).unwrap();
+    std::os::unix::fs::lchown(&link, Some(4242), Some(4242)).unwrap();
+    let mut cmd = Command::new(&*BIN);
+    cmd.arg("--socket")
+        .arg(link.join("intro.sock"))
+        .arg("--no-admin");
+    let out = run_to_exit(cmd);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a symlink owned by uid 4242"), "{err}");
+    assert!(!safe.join("intro.sock").exists());
+}
+
 /// Regression: a daemon that exits must not remove a socket file that a newer
 /// daemon has bound at the same path.
 #[tokio::test]
