@@ -178,6 +178,14 @@ impl Drop for BoundPath {
     }
 }
 
+/// The directory a socket file at `path` is created in.
+fn socket_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// How long a daemon waits for another one that is binding a socket in the
 /// same directory.
 const DIR_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -236,10 +244,7 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, 
     if path.to_string_lossy().chars().any(char::is_control) {
         return Err(ListenError::BadPath(path.to_owned()));
     }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = socket_dir(path);
     ensure_private_dir(&dir)?;
     check_path_to(&dir)?;
     let lock = lock_dir(&dir)?;
@@ -361,20 +366,21 @@ impl Listener {
     /// Binds a filesystem socket at `path`.
     ///
     /// The directory is created (mode 0700) if missing; an existing one must
-    /// be owned by this user and not writable by group or others. A leftover
-    /// socket file is removed only if connecting to it is refused (nobody
-    /// listens); anything else at `path` is an error. `mode` is applied to
-    /// the socket file (0600 unless other users are admitted).
+    /// be owned by this user and not writable by group or others, and the
+    /// directories and symlinks on the way to it must be ones no other user
+    /// controls ([`ListenError::UnsafePath`]). A leftover socket file is
+    /// removed only if connecting to it is refused (nobody listens); anything
+    /// else at `path` is an error. The directory is locked from that check
+    /// to `listen`, so this may block up to 5 s while another process binds
+    /// there. `mode` is applied to the socket file (0600 unless other users
+    /// are admitted).
     ///
     /// When `mode` admits other users, they must also be able to enter the
     /// directory: one the daemon creates is made 0711 (others may traverse,
     /// not list it), and an existing one that neither group nor others may
     /// traverse gets a warning saying what to run.
     pub fn bind_path(path: &Path, mode: u32) -> Result<Listener, ListenError> {
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-            _ => PathBuf::from("."),
-        };
+        let dir = socket_dir(path);
         let dir_existed = std::fs::symlink_metadata(&dir).is_ok();
         let _lock = prepare_socket_path(path, SockType::Stream)?;
         if mode & 0o077 != 0 {

@@ -296,30 +296,18 @@ async fn a_second_registration_of_the_same_designator() {
 
 #[tokio::test]
 async fn connection_limits() {
-    scenario(
-        &["--max-unregistered", "2"],
-        "max-unregistered",
-        |d, _| async move {
+    // Two silent connections take both unregistered slots, in all or for
+    // this uid; the third is closed.
+    for limit in ["max-unregistered", "max-unregistered-per-uid"] {
+        scenario(&[&format!("--{limit}"), "2"], limit, |d, _| async move {
             let _a = Client::connect(&d.socket).await;
             let _b = Client::connect(&d.socket).await;
             d.wait_counter("unregistered", 2).await;
             let mut c = Client::connect(&d.socket).await;
             c.expect_closed().await;
-        },
-    )
-    .await;
-    scenario(
-        &["--max-unregistered-per-uid", "2"],
-        "max-unregistered-per-uid",
-        |d, _| async move {
-            let _a = Client::connect(&d.socket).await;
-            let _b = Client::connect(&d.socket).await;
-            d.wait_counter("unregistered", 2).await;
-            let mut c = Client::connect(&d.socket).await;
-            c.expect_closed().await;
-        },
-    )
-    .await;
+        })
+        .await;
+    }
     scenario(&["--max-clients", "3"], "max-clients", |d, _| async move {
         let _a = Client::connect(&d.socket).await;
         let mut c = Client::connect(&d.socket).await;
