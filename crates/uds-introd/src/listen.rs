@@ -245,8 +245,9 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, 
         return Err(ListenError::BadPath(path.to_owned()));
     }
     let dir = socket_dir(path);
-    ensure_private_dir(&dir)?;
+    // The way there first: nothing is created under a path others control.
     check_path_to(&dir)?;
+    ensure_private_dir(&dir)?;
     let lock = lock_dir(&dir)?;
     match std::fs::symlink_metadata(path) {
         Ok(meta) => {
@@ -459,9 +460,14 @@ impl Listener {
 /// directory others may write to must be sticky (like `/tmp`). Otherwise
 /// another user could rename `dir` away or re-point a link, and clients
 /// dialing the path would reach their socket instead.
+///
+/// In a user namespace that does not map root (systemd's `PrivateUsers=`,
+/// rootless containers), root's files show as owned by the overflow uid;
+/// that uid then counts as root.
 fn check_path_to(dir: &Path) -> Result<(), ListenError> {
     let uid = nix::unistd::geteuid().as_raw();
-    let trusted = |owner: u32| owner == 0 || owner == uid;
+    let unmapped_root = unmapped_root_uid();
+    let trusted = |owner: u32| owner == 0 || owner == uid || Some(owner) == unmapped_root;
     let unsafe_path = |ancestor: &Path, problem: String| ListenError::UnsafePath {
         dir: dir.to_owned(),
         ancestor: ancestor.to_owned(),
@@ -480,8 +486,21 @@ fn check_path_to(dir: &Path) -> Result<(), ListenError> {
             ));
         }
     }
-    let real = std::fs::canonicalize(dir).map_err(io_err(format!("resolve {}", dir.display())))?;
-    for a in real.ancestors().skip(1) {
+    // The directory itself is checked by `ensure_private_dir`; if it does
+    // not exist yet, everything from its parent up is checked.
+    let (real, skip) = match std::fs::canonicalize(dir) {
+        Ok(real) => (real, 1),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            match absolute.parent().map(std::fs::canonicalize) {
+                Some(Ok(parent)) => (parent, 0),
+                // No parent either: creating the directory will fail and
+                // say so.
+                _ => return Ok(()),
+            }
+        }
+        Err(e) => return Err(io_err(format!("resolve {}", dir.display()))(e)),
+    };
+    for a in real.ancestors().skip(skip) {
         let meta = std::fs::metadata(a).map_err(io_err(format!("stat {}", a.display())))?;
         if !trusted(meta.uid()) {
             return Err(unsafe_path(a, format!("owned by uid {}", meta.uid())));
@@ -497,6 +516,29 @@ fn check_path_to(dir: &Path) -> Result<(), ListenError> {
         }
     }
     Ok(())
+}
+
+/// The uid that files of unmapped users (root among them) show as, if this
+/// process is in a user namespace that does not map root; `None` in the
+/// initial namespace or one that maps root.
+fn unmapped_root_uid() -> Option<u32> {
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    let maps_root = map.lines().any(|l| {
+        let f: Vec<u64> = l
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // `inside outside count`: outside uid 0 is mapped.
+        f.len() == 3 && f[1] == 0 && f[2] > 0
+    });
+    if maps_root {
+        return None;
+    }
+    std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Warns if `dir` or one of its ancestors can be entered neither by its

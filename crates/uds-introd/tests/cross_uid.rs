@@ -33,6 +33,50 @@ fn main() {
         .unwrap()
         .block_on(a_client_from_a_disallowed_uid());
     println!("ok");
+    print!("test a_daemon_in_a_user_namespace_without_root_starts ... ");
+    a_daemon_in_a_user_namespace_without_root_starts();
+}
+
+/// In a user namespace that does not map root (systemd's `PrivateUsers=`,
+/// rootless containers), root's directories show as owned by the overflow
+/// uid: the check of the way to the socket's directory must still accept
+/// `/tmp`, or the shipped unit could not start.
+fn a_daemon_in_a_user_namespace_without_root_starts() {
+    use std::io::BufRead;
+    if Command::new("unshare").arg("--version").output().is_err() {
+        println!("skipped: no unshare(1)");
+        return;
+    }
+    let dir = private_dir();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mine = dir.path().join("uid-4242");
+    std::fs::create_dir(&mine).unwrap();
+    std::os::unix::fs::chown(&mine, Some(4242), Some(4242)).unwrap();
+    let socket = mine.join("sub").join("intro.sock");
+    let mut daemon = Command::new("unshare")
+        .args(["--user", "--map-current-user", "--"])
+        .arg(&*BIN)
+        .arg("--socket")
+        .arg(&socket)
+        .uid(4242)
+        .gid(4242)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let _ = daemon.kill();
+    let out = daemon.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if line.is_empty() && err.contains("unshare failed") {
+        println!("skipped: user namespaces are not available here: {err}");
+        return;
+    }
+    assert!(line.starts_with("uds-introd ready"), "{line}{err}");
+    println!("ok");
 }
 
 /// The client: tries to register and prints what happened.
