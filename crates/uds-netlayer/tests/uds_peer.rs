@@ -157,6 +157,46 @@ fn an_inherited_intro_socket_from_spawn() {
     daemon.wait().unwrap();
 }
 
+/// An error exits at once even when standard input stays open (a terminal,
+/// `tail -f | uds-peer ...`): the pending read of stdin must not keep the
+/// process alive.
+#[test]
+fn an_error_exits_while_stdin_stays_open() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), "intro", &["--park-timeout", "300ms"]);
+    let nobody = format!(
+        "ocapn://25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena.unix-domain-socket?{}=1",
+        d.id
+    );
+    let mut child = peer(&["--intro", d.socket.to_str().unwrap()])
+        .args(["--plaintext", "connect", &nobody])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _stdin_kept_open = child.stdin.take().unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("uds-peer still runs after its error, waiting for stdin");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.contains("closed before the peer sent anything"),
+        "{err}"
+    );
+}
+
 #[test]
 fn errors_are_clear() {
     let dir = private_dir();

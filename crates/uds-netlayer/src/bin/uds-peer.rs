@@ -172,13 +172,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, prepared)) {
+    let code = match runtime.block_on(run(cli, prepared)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("uds-peer: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Everything to wait for was awaited; a read of stdin may still be
+    // pending on a blocking thread (the peer failed or ended first), and it
+    // must not keep the process alive until the user presses Enter.
+    runtime.shutdown_background();
+    code
 }
 
 /// What `main` sets up before the runtime starts.
