@@ -386,8 +386,26 @@ struct State {
     /// A unit a caller started but could not finish without waiting: the
     /// task finishes it before anything else.
     handover: Option<Handover>,
-    /// The connection failed: nothing more is written.
+    /// The connection failed, or the task is gone: nothing more is
+    /// written.
     closed: bool,
+    /// The task holds a queued unit it has not started yet: a caller must
+    /// not overtake it.
+    pending: bool,
+}
+
+/// Held by the writer task: however it ends (returned, aborted, panicked),
+/// the handles see the writer closed, and a unit handed over that it will
+/// never write is failed (its caller gets [`WriteError::Closed`]).
+struct TaskAlive(Arc<Shared>);
+
+impl Drop for TaskAlive {
+    fn drop(&mut self) {
+        let mut st = self.0.state();
+        st.closed = true;
+        st.pending = false;
+        drop(st.handover.take());
+    }
 }
 
 impl Shared {
@@ -431,7 +449,8 @@ impl IntroWriter {
         });
         let task_shared = shared.clone();
         let task = tokio::spawn(async move {
-            let shared = task_shared;
+            let alive = TaskAlive(task_shared);
+            let shared = &alive.0;
             let mut pending: Option<Request> = None;
             let mut senders_gone = false;
             loop {
@@ -458,6 +477,7 @@ impl IntroWriter {
                         None
                     } else if let Some(req) = pending.take().or_else(|| rx.try_recv().ok()) {
                         st.busy = true;
+                        st.pending = false;
                         Some(Item::Queued(req))
                     } else {
                         None
@@ -473,7 +493,10 @@ impl IntroWriter {
                         tokio::select! {
                             _ = shared.wake.notified() => {}
                             r = rx.recv() => match r {
-                                Some(req) => pending = Some(req),
+                                Some(req) => {
+                                    shared.state().pending = true;
+                                    pending = Some(req);
+                                }
                                 None => senders_gone = true,
                             },
                         }
@@ -533,11 +556,13 @@ impl IntroWriter {
     pub async fn send(&self, unit: Outgoing) -> Result<(), WriteError> {
         let fast = {
             let mut st = self.shared.state();
-            if st.closed {
+            if st.closed || self.tx.is_closed() {
                 return Err(WriteError::Closed);
             }
-            let idle =
-                !st.busy && st.handover.is_none() && self.tx.capacity() == self.tx.max_capacity();
+            let idle = !st.busy
+                && !st.pending
+                && st.handover.is_none()
+                && self.tx.capacity() == self.tx.max_capacity();
             if idle {
                 st.busy = true;
             }
@@ -576,7 +601,14 @@ impl IntroWriter {
             }
             Poll::Pending => {
                 let (done, outcome) = oneshot::channel();
-                self.shared.state().handover = Some((w, done));
+                {
+                    let mut st = self.shared.state();
+                    if st.closed {
+                        // The task is gone: nobody would finish the unit.
+                        return Err(WriteError::Closed);
+                    }
+                    st.handover = Some((w, done));
+                }
                 self.shared.wake.notify_one();
                 outcome.await.unwrap_or(Err(WriteError::Closed))
             }
