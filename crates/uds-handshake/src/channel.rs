@@ -22,7 +22,7 @@
 //! ([`IntroChannel::push_fds`]), then takes events
 //! ([`IntroChannel::next_event`]) until there are none; at end of stream it
 //! calls [`IntroChannel::finish`]. To send an introduction, see
-//! [`introduction_bytes`].
+//! [`introduction_bytes`] (or, with the `io` feature, `io::UnitWriter`).
 //!
 //! The channel is generic over the fd type `F` (in practice
 //! [`std::os::fd::OwnedFd`]), so tests can drive it with plain values;
@@ -347,8 +347,9 @@ impl<F> IntroChannel<F> {
 }
 
 /// The bytes to send for an introduction: the record, then — in one
-/// separate `sendmsg` carrying exactly one fd — the 4 body bytes. Hold the
-/// connection's write lock across both sends so nothing comes between them.
+/// separate `sendmsg` carrying exactly one fd — the 4 body bytes. Send both
+/// as one unit, so that nothing else is written between them (the `io`
+/// feature's `UnitWriter` does).
 pub fn introduction_bytes(record: &NewConnection) -> (Vec<u8>, [u8; 4]) {
     (record.to_value().encode(), SCM_RIGHTS_BODY)
 }

@@ -67,8 +67,9 @@ impl Identity {
     }
 
     /// Signs `challenge` after checking it with
-    /// [`check_challenge`](crate::check_challenge): 16 to 1024 bytes and not
-    /// a complete Syrup value.
+    /// [`check_challenge`](crate::check_challenge): 16 to 1024 bytes, not
+    /// a complete Syrup value, and not starting with the e2ee static-key
+    /// context.
     pub fn sign_challenge(&self, challenge: &[u8]) -> Result<SigVal, HandshakeError> {
         check_challenge(challenge)?;
         Ok(SigVal(self.key.sign(challenge).to_bytes()))

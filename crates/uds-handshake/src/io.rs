@@ -20,8 +20,9 @@
 //!   writer stops.
 //!
 //! The introduction server drives one `IntroReader` and one `UnitWriter`
-//! from each client's task (the one owner of that connection), fed by its
-//! router's per-client queue; the netlayer runs an `IntroReader` in each
+//! from each client's task, fed by its router's per-client queue (another
+//! task may write a unit straight to an idle client, one at a time, as the
+//! router hands out one unit per client at once); the netlayer runs an `IntroReader` in each
 //! link task and sends through an `IntroWriter`.
 
 use std::future::poll_fn;

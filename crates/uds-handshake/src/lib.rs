@@ -10,11 +10,13 @@
 //!    where RESPONSE is the server's signature on the client's challenge;
 //! 3. client → server `<uds:signature SERVER-CHALLENGE SIGNATURE>`.
 //!
-//! This crate has one implementation of each rule, with no sockets, no
-//! clock and no async: [`ClientHandshake`] and [`ServerHandshake`] take
-//! decoded messages and return the bytes to send, and [`channel`] turns the
-//! bytes and fds read from an intro socket into messages and introductions.
-//! The async shells in `uds-introd` and `uds-netlayer` only move bytes.
+//! This crate has one implementation of each rule, and its core has no
+//! sockets, no clock and no async: [`ClientHandshake`] and
+//! [`ServerHandshake`] take decoded messages and return the bytes to send,
+//! and [`channel`] turns the bytes and fds read from an intro socket into
+//! messages and introductions. The optional `io` feature adds the async
+//! shell that `uds-introd` and `uds-netlayer` share (a cancel-safe reader,
+//! a unit writer, a writer task); it only moves bytes.
 //!
 //! The rules:
 //!
@@ -23,6 +25,9 @@
 //! * challenges are 16 to 1024 bytes, and **a challenge that is a complete
 //!   Syrup value is never signed** ([`check_challenge`]): CapTP signs Syrup
 //!   records, so this keeps the intro protocol from being a signing oracle;
+//!   nor is one that starts with [`E2EE_STATIC_KEY_CONTEXT`], which only
+//!   the statement binding an identity to its end-to-end encryption key
+//!   starts with;
 //! * both wire shapes (the draft's and Goblins') are accepted from peers; a
 //!   server emits the shape of its [`WireProfile`](uds_syrup::WireProfile),
 //!   and a client answers in the shape the server used unless told

@@ -87,8 +87,9 @@ enum Command {
 #[derive(Args, Clone, Default)]
 struct RunArgs {
     /// Listen on this filesystem socket [default: $XDG_RUNTIME_DIR/ocapn/intro.sock].
-    /// Its directory is created 0700 if missing, and must not be writable
-    /// by others.
+    /// Its directory is created 0700 if missing (0711 with --allow-uid or
+    /// --allow-gid), must not be writable by others, and nobody else may
+    /// control the directories and symlinks on the way to it.
     #[arg(long, value_name = "PATH", conflicts_with = "abstract_name")]
     socket: Option<PathBuf>,
     /// Listen on an abstract socket name instead. Abstract names have no

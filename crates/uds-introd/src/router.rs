@@ -302,6 +302,11 @@ impl<F> Router<F> {
         &self.limits
     }
 
+    /// The counters since start (cheaper than [`Router::status`]).
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
     /// Counts a refusal the shell decided (a handshake failure, bytes that
     /// are not the protocol, a passed fd that is not a socket...). The
     /// shell closes that client and reports it with [`Router::closed`].

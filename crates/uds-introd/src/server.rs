@@ -406,19 +406,34 @@ impl Server {
                     id
                 }
                 Err(reason) => {
+                    let refused = core.router.counters().refusals(reason);
                     drop(core);
                     let why = if reason == Reason::Policy {
                         "uid/gid not allowed (see --allow-uid, --allow-gid)"
                     } else {
                         "connection limit reached"
                     };
-                    tracing::warn!(
-                        pid = creds.pid,
-                        uid = creds.uid,
-                        gid = creds.gid,
-                        reason = reason.name(),
-                        "refused a client: {why}"
-                    );
+                    // The 1st, 2nd, 4th... of each reason is a warning: a
+                    // client connecting in a loop cannot flood the log.
+                    if refused.is_power_of_two() {
+                        tracing::warn!(
+                            pid = creds.pid,
+                            uid = creds.uid,
+                            gid = creds.gid,
+                            reason = reason.name(),
+                            refused,
+                            "refused a client: {why}"
+                        );
+                    } else {
+                        tracing::debug!(
+                            pid = creds.pid,
+                            uid = creds.uid,
+                            gid = creds.gid,
+                            reason = reason.name(),
+                            refused,
+                            "refused a client: {why}"
+                        );
+                    }
                     return;
                 }
             }

@@ -612,6 +612,29 @@ fn two_daemons_starting_at_once_never_remove_each_others_socket() {
     }
 }
 
+/// A client connecting in a loop and refused each time does not flood the
+/// log: the 1st, 2nd, 4th, 8th... refusal of a reason is a warning, the
+/// others are at debug level.
+#[tokio::test]
+async fn refused_connections_are_logged_sparingly() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &["--max-clients", "1"]);
+    let _first = Client::connect(&d.socket).await;
+    d.wait_counter("unregistered", 1).await;
+    for _ in 0..10 {
+        let mut c = Client::connect(&d.socket).await;
+        c.expect_closed().await;
+    }
+    d.wait_counter("max-clients", 10).await;
+    d.wait_log("refused=10").await;
+    let log = d.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("refused a client"))
+        .count();
+    assert_eq!(warnings, 4, "{log}");
+}
+
 /// Regression: the library's `Config::default()` admits the user running it
 /// (it used to admit only root).
 #[tokio::test]

@@ -112,10 +112,12 @@ pub enum AttemptError {
     /// The intro could not be sent to the server (the link failed).
     #[error("the server connection failed: {0}")]
     Link(WriteError),
-    /// The server closed the socket instead of delivering it.
+    /// The connection closed before the peer answered: the server did not
+    /// deliver it, or the peer refused an encrypted connection.
     #[error(
-        "the server closed the connection before the peer answered (is the peer registered \
-         there?)"
+        "the server closed the connection before the peer answered: the peer is not \
+         registered there, or it refused an encrypted connection (plaintext-only and Goblins \
+         peers need plaintext: --plaintext / Builder::plaintext)"
     )]
     NotDelivered,
     /// The peer did not answer in time.

@@ -22,7 +22,13 @@
 //!   returns incoming connections after checking them (addressed to us, a
 //!   connected stream socket) and records who vouched for the peer, which
 //!   process created the socket, and whether that was the server itself
-//!   ([`ConnectionInfo::relayed`]).
+//!   ([`ConnectionInfo::relayed`]);
+//! * connections are end-to-end encrypted by default (feature `e2ee`, on
+//!   by default): Noise XX keyed to both peers' designators, so a lying
+//!   server can drop connections but not read, change or impersonate them;
+//!   `connect` refuses to fall back to plaintext and `accept` refuses
+//!   plaintext dialers. [`Builder::plaintext`] speaks to the draft's and
+//!   Goblins' peers (dials plaintext, accepts both).
 //!
 //! A [`Connection`] is `AsyncRead + AsyncWrite`; [`Connection::framed`]
 //! gives Syrup messages with raw or bytestring framing. The [`Netlayer`]

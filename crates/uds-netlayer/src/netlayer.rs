@@ -245,9 +245,9 @@ impl UdsNetlayer {
     /// # Cancel safety
     ///
     /// Dropping the future never corrupts a link: an intro is either sent
-    /// whole by the link's writer or not at all. If it was sent, the peer
-    /// receives a connection whose other end is closed (it reads end of
-    /// stream at once).
+    /// whole by the link's writer or not at all. If it was sent, the peer's
+    /// netlayer finds the connection closed and drops it; its `accept()`
+    /// does not return it.
     pub async fn connect(&self, peer: &Locator) -> Result<Connection, NetlayerError> {
         self.open(peer).await
     }
