@@ -234,8 +234,10 @@ impl Policy {
         Ok(report)
     }
 
-    /// Builds the ruleset and restricts the process. `Unsupported` and
-    /// `NoNewPrivs` failures happen before anything is applied.
+    /// Builds the ruleset and restricts the process. `Unsupported` failures
+    /// happen before anything is applied; `no_new_privs` is set right after
+    /// those checks, before the Landlock domain is created (so `auto` keeps
+    /// it even if that fails).
     fn restrict(
         &self,
         mode: SandboxMode,
@@ -274,6 +276,10 @@ impl Policy {
                 .scope(Scope::Signal)
                 .map_err(need("signal scoping", 6))?;
         }
+        // From here on every step may fail for reasons other than a missing
+        // feature (no memory, no fd): no_new_privs first, so that `auto`
+        // keeps it whatever happens to the Landlock domain.
+        nix::sys::prctl::set_no_new_privs().map_err(|e| Failure::NoNewPrivs(e.into()))?;
         // Whatever newer kernels add, when this one has it.
         ruleset = ruleset
             .set_compatibility(CompatLevel::BestEffort)
@@ -300,7 +306,6 @@ impl Policy {
                 .add_rule(PathBeneath::new(dir, AccessFs::ResolveUnix))
                 .map_err(|e| Failure::Landlock(e.into()))?;
         }
-        nix::sys::prctl::set_no_new_privs().map_err(|e| Failure::NoNewPrivs(e.into()))?;
         created
             .restrict_self()
             .map_err(|e| Failure::Landlock(e.into()))

@@ -521,6 +521,10 @@ impl Soak {
                         format!("{} misdelivered", t.misdelivered),
                     ),
                     when(
+                        t.duplicate_accepts > 0,
+                        format!("{} accepted twice", t.duplicate_accepts),
+                    ),
+                    when(
                         t.ok_without_accept > 0,
                         format!("{} ok without the target accepting", t.ok_without_accept),
                     ),
