@@ -22,19 +22,31 @@ fn main() {
     if let Ok(socket) = std::env::var(MODE) {
         return client(&socket);
     }
-    print!("test a_client_from_a_disallowed_uid ... ");
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: starting a client as another user needs root");
+    let tests: [(&str, fn()); 2] = [
+        ("a_client_from_a_disallowed_uid", || {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(a_client_from_a_disallowed_uid());
+            println!("ok");
+        }),
+        (
+            "a_daemon_in_a_user_namespace_without_root_starts",
+            a_daemon_in_a_user_namespace_without_root_starts,
+        ),
+    ];
+    let Some(tests) = select_tests(&tests) else {
         return;
+    };
+    for (name, test) in tests {
+        print!("test {name} ... ");
+        if !nix::unistd::geteuid().is_root() {
+            println!("skipped: running a process as another user needs root");
+            continue;
+        }
+        test();
     }
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(a_client_from_a_disallowed_uid());
-    println!("ok");
-    print!("test a_daemon_in_a_user_namespace_without_root_starts ... ");
-    a_daemon_in_a_user_namespace_without_root_starts();
 }
 
 /// In a user namespace that does not map root (systemd's `PrivateUsers=`,

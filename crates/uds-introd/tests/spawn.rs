@@ -43,16 +43,13 @@ fn main() {
                     a_sigterm_while_the_child_starts_is_a_clean_shutdown,
                 ),
             ];
-            let filter: Vec<String> = std::env::args()
-                .skip(1)
-                .filter(|a| !a.starts_with('-'))
-                .collect();
+            let Some(tests) = select_tests(&tests) else {
+                return;
+            };
             for (name, test) in tests {
-                if filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())) {
-                    print!("test {name} ... ");
-                    test();
-                    println!("ok");
-                }
+                print!("test {name} ... ");
+                test();
+                println!("ok");
             }
         }
     }
@@ -167,16 +164,17 @@ fn fast_child_finish(
 fn spawn_runs_a_child_with_a_private_intro_socket() {
     let dir = private_dir();
     let admin = dir.path().join("admin");
-    let out = Command::new(&*BIN)
-        .arg("spawn")
-        .arg("--admin")
-        .arg(&admin)
-        .arg("--")
-        .arg(std::env::current_exe().unwrap())
-        .env(MODE, "child")
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
+    let out = run_to_exit({
+        let mut cmd = Command::new(&*BIN);
+        cmd.arg("spawn")
+            .arg("--admin")
+            .arg(&admin)
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .env(MODE, "child")
+            .env("RUST_LOG", "info");
+        cmd
+    });
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -415,13 +413,14 @@ fn a_sigterm_while_the_child_starts_is_a_clean_shutdown() {
 /// as `wrong-pid`.
 fn a_child_that_writes_at_once_is_admitted() {
     for _ in 0..10 {
-        let out = Command::new(&*BIN)
-            .args(["spawn", "--no-admin", "--"])
-            .arg(std::env::current_exe().unwrap())
-            .env(MODE, "fast")
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
+        let out = run_to_exit({
+            let mut cmd = Command::new(&*BIN);
+            cmd.args(["spawn", "--no-admin", "--"])
+                .arg(std::env::current_exe().unwrap())
+                .env(MODE, "fast")
+                .env("RUST_LOG", "info");
+            cmd
+        });
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(

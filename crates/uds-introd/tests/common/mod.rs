@@ -23,6 +23,48 @@ pub static BIN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .unwrap_or(env!("CARGO_BIN_EXE_uds-introd").to_owned())
 });
 
+/// For tests that run without libtest's harness (their binary is also a
+/// helper process): the tests libtest's command line selects (name filters,
+/// `--exact`, `--skip`), or `None` after printing them for `--list`. (The
+/// same helper as uds-netlayer's tests: each test crate has its own.)
+pub fn select_tests<T: Copy>(tests: &[(&'static str, T)]) -> Option<Vec<(&'static str, T)>> {
+    let (mut filters, mut skips) = (Vec::new(), Vec::new());
+    let (mut exact, mut list) = (false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--exact" => exact = true,
+            "--list" => list = true,
+            "--skip" => skips.extend(args.next()),
+            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" => {
+                args.next();
+            }
+            a if a.starts_with('-') => {}
+            _ => filters.push(arg),
+        }
+    }
+    let selected = |name: &str| {
+        (filters.is_empty()
+            || filters.iter().any(|f| {
+                if exact {
+                    name == f
+                } else {
+                    name.contains(f.as_str())
+                }
+            }))
+            && !skips.iter().any(|s| name.contains(s.as_str()))
+    };
+    let chosen: Vec<(&'static str, T)> =
+        tests.iter().filter(|(n, _)| selected(n)).copied().collect();
+    if list {
+        for (name, _) in &chosen {
+            println!("{name}: test");
+        }
+        return None;
+    }
+    Some(chosen)
+}
+
 /// How long a test waits for something that should happen (never a timing
 /// assertion: only a bound on a hang).
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -284,7 +326,19 @@ impl Daemon {
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        self.child.wait().unwrap()
+        // Bounded: a daemon that ignores SIGTERM fails the test, not hangs it.
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > PATIENCE {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the daemon did not exit within {PATIENCE:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 
