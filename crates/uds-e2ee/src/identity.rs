@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use uds_handshake::{E2EE_STATIC_KEY_CONTEXT, Identity, verify, verifying_key};
+use uds_handshake::{Identity, verify, verifying_key};
 use uds_syrup::{Designator, PublicKey, SigVal, Value, WireError};
 use x25519_dalek::{PublicKey as X25519Public, StaticSecret};
 
@@ -23,10 +23,8 @@ pub const IDENTITY_RECORD_LEN: usize = 218;
 /// assert_eq!(&m[26..], &[0xab; 32]);
 /// ```
 pub fn static_key_statement(x25519_public: &[u8; 32]) -> [u8; 58] {
-    let mut m = [0u8; 58];
-    m[..E2EE_STATIC_KEY_CONTEXT.len()].copy_from_slice(E2EE_STATIC_KEY_CONTEXT);
-    m[E2EE_STATIC_KEY_CONTEXT.len()..].copy_from_slice(x25519_public);
-    m
+    // Defined once, in uds-handshake, which signs it.
+    uds_handshake::e2ee_static_key_statement(x25519_public)
 }
 
 /// `<uds:e2ee-identity PUBLIC-KEY SIG-VAL>`: the payload of handshake

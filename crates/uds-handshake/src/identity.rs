@@ -11,7 +11,7 @@ use ed25519_dalek::{Signer, SigningKey};
 use uds_syrup::{Designator, Locator, PublicKey, SigVal};
 use zeroize::Zeroizing;
 
-use crate::keys::{E2EE_STATIC_KEY_CONTEXT, check_challenge};
+use crate::keys::check_challenge;
 use crate::{HandshakeError, IdentityError};
 
 /// An Ed25519 identity: its public key is the designator in locators (for a
@@ -83,9 +83,7 @@ impl Identity {
     /// never a Syrup value (no CapTP payload) and never a challenge that
     /// [`Identity::sign_challenge`] accepts.
     pub fn sign_e2ee_static_key(&self, x25519_public: &[u8; 32]) -> SigVal {
-        let mut msg = [0u8; E2EE_STATIC_KEY_CONTEXT.len() + 32];
-        msg[..E2EE_STATIC_KEY_CONTEXT.len()].copy_from_slice(E2EE_STATIC_KEY_CONTEXT);
-        msg[E2EE_STATIC_KEY_CONTEXT.len()..].copy_from_slice(x25519_public);
+        let msg = crate::e2ee_static_key_statement(x25519_public);
         SigVal(self.key.sign(&msg).to_bytes())
     }
 

@@ -18,6 +18,27 @@ pub const CHALLENGE_LEN: usize = 64;
 /// to a registration challenge.
 pub const E2EE_STATIC_KEY_CONTEXT: &[u8] = b"ocapn-uds-e2ee-static-key:";
 
+/// The length of [`e2ee_static_key_statement`]: the context and a 32-byte
+/// key.
+pub const E2EE_STATIC_KEY_STATEMENT_LEN: usize = E2EE_STATIC_KEY_CONTEXT.len() + 32;
+
+/// The statement an identity signs for an X25519 static key,
+/// [`E2EE_STATIC_KEY_CONTEXT`] followed by the key: the one definition used
+/// to sign it ([`Identity::sign_e2ee_static_key`](crate::Identity::sign_e2ee_static_key))
+/// and to verify it (crate `uds-e2ee`).
+///
+/// ```
+/// let m = uds_handshake::e2ee_static_key_statement(&[0xab; 32]);
+/// assert!(m.starts_with(uds_handshake::E2EE_STATIC_KEY_CONTEXT));
+/// assert_eq!(&m[26..], &[0xab; 32]);
+/// ```
+pub fn e2ee_static_key_statement(x25519_public: &[u8; 32]) -> [u8; E2EE_STATIC_KEY_STATEMENT_LEN] {
+    let mut m = [0u8; E2EE_STATIC_KEY_STATEMENT_LEN];
+    m[..E2EE_STATIC_KEY_CONTEXT.len()].copy_from_slice(E2EE_STATIC_KEY_CONTEXT);
+    m[E2EE_STATIC_KEY_CONTEXT.len()..].copy_from_slice(x25519_public);
+    m
+}
+
 /// The Ed25519 key `key` names, refusing encodings that are not points,
 /// non-canonical encodings and weak (small-order) keys.
 pub fn verifying_key(key: &PublicKey) -> Result<VerifyingKey, HandshakeError> {

@@ -73,8 +73,8 @@ pub use client::{ClientConfig, ClientHandshake, ClientRegistered};
 pub use error::{HandshakeError, IdentityError};
 pub use identity::Identity;
 pub use keys::{
-    CHALLENGE_LEN, E2EE_STATIC_KEY_CONTEXT, MAX_CHALLENGE, MIN_CHALLENGE, check_challenge, verify,
-    verifying_key,
+    CHALLENGE_LEN, E2EE_STATIC_KEY_CONTEXT, E2EE_STATIC_KEY_STATEMENT_LEN, MAX_CHALLENGE,
+    MIN_CHALLENGE, check_challenge, e2ee_static_key_statement, verify, verifying_key,
 };
 pub use server::{Registered, ServerHandshake, ServerStep};
 
