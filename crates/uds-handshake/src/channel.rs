@@ -405,8 +405,19 @@ mod tests {
         assert_eq!(raw, bytes);
         let n = bytes.len() as u64;
         let work = bytes_examined(&chan.decoder);
-        // One pass: each byte lexed once, string payloads validated once.
-        // Framing then decoding (then re-scanning) would be 3n or more.
+        // What the channel used to do: frame (a scan that skips string
+        // payloads), then decode the frame. The count sees both passes.
+        let mut dec = uds_syrup::Decoder::new(Limits::intro_channel());
+        let mut buf = bytes::BytesMut::from(&bytes[..]);
+        let frame = dec.split_frame(&mut buf).unwrap().unwrap();
+        dec.decode_exact(&frame).unwrap();
+        let two_passes = bytes_examined(&dec);
+        // One pass: each byte lexed once, string payloads validated once,
+        // and less than framing and then decoding.
         assert!(work <= 2 * n, "{work} bytes examined for {n} bytes");
+        assert!(
+            work < two_passes,
+            "{work} bytes examined in one pass, {two_passes} in two, for {n} bytes"
+        );
     }
 }

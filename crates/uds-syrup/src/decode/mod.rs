@@ -79,6 +79,33 @@ pub struct Decoder {
     scanner: Scanner,
     /// Bytes looked at so far, for tests of the linear-time guarantee.
     work: Work,
+    /// Bytes looked at by [`Decoder::decode_exact`] (which takes `&self`).
+    #[cfg(feature = "fuzzing")]
+    exact_work: ExactWork,
+}
+
+/// The work of [`Decoder::decode_exact`], counted through `&self` (atomic,
+/// so that the decoder stays `Sync`).
+#[cfg(feature = "fuzzing")]
+#[derive(Debug, Default)]
+struct ExactWork(std::sync::atomic::AtomicU64);
+
+#[cfg(feature = "fuzzing")]
+impl Clone for ExactWork {
+    fn clone(&self) -> ExactWork {
+        ExactWork(self.get().into())
+    }
+}
+
+#[cfg(feature = "fuzzing")]
+impl ExactWork {
+    fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn add(&self, n: u64) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl Decoder {
@@ -88,6 +115,8 @@ impl Decoder {
             limits,
             scanner: Scanner::default(),
             work: Work::default(),
+            #[cfg(feature = "fuzzing")]
+            exact_work: ExactWork::default(),
         }
     }
 
@@ -105,7 +134,7 @@ impl Decoder {
     /// building, comparing keys).
     #[cfg(feature = "fuzzing")]
     pub(crate) fn examined(&self) -> u64 {
-        self.work.0
+        self.work.0 + self.exact_work.get()
     }
 
     /// The length of the complete value at the front of `buf`, or `None` if
@@ -224,7 +253,11 @@ impl Decoder {
     /// Decodes `input`, which must hold exactly one value. Bytestrings share
     /// `input`'s memory. Uses this decoder's limits, not its state.
     pub fn decode_exact(&self, input: &Bytes) -> Result<Value, DecodeError> {
-        exact(Source::shared(input), &self.limits)
+        let mut work = Work::default();
+        let decoded = exact(Source::shared(input), &self.limits, &mut work);
+        #[cfg(feature = "fuzzing")]
+        self.exact_work.add(work.0);
+        decoded
     }
 }
 
@@ -245,14 +278,13 @@ fn build_complete(src: Source<'_>, limits: &Limits, work: &mut Work) -> Result<V
 }
 
 /// Decodes `src`, which must hold exactly one value, in one pass.
-fn exact(src: Source<'_>, limits: &Limits) -> Result<Value, DecodeError> {
+fn exact(src: Source<'_>, limits: &Limits, work: &mut Work) -> Result<Value, DecodeError> {
     let buf = src.as_slice();
     if buf.is_empty() {
         return Err(DecodeError::new(ErrorKind::EmptyInput, 0));
     }
     let mut scanner = Scanner::default();
-    let mut work = Work::default();
-    match build(&mut scanner, src, limits, &mut work)? {
+    match build(&mut scanner, src, limits, work)? {
         Outcome::Incomplete => Err(DecodeError::new(
             ErrorKind::Truncated(truncated_context(buf, scanner.pos, &scanner.stack)),
             buf.len(),
@@ -269,7 +301,7 @@ fn exact(src: Source<'_>, limits: &Limits) -> Result<Value, DecodeError> {
 /// Bytestrings are copied.
 #[cfg_attr(not(feature = "ocapn"), allow(dead_code))]
 pub(crate) fn decode_with(input: &[u8], limits: &Limits) -> Result<Value, DecodeError> {
-    exact(Source::borrowed(input), limits)
+    exact(Source::borrowed(input), limits, &mut Work::default())
 }
 
 /// Decodes `input`, which must hold exactly one value, with the default
@@ -283,19 +315,32 @@ pub(crate) fn decode_with(input: &[u8], limits: &Limits) -> Result<Value, Decode
 /// assert_eq!(err.offset(), 0);
 /// ```
 pub fn decode(input: &[u8]) -> Result<Value, DecodeError> {
-    exact(Source::borrowed(input), &Limits::default())
+    exact(
+        Source::borrowed(input),
+        &Limits::default(),
+        &mut Work::default(),
+    )
 }
 
 /// Decodes `input`, which must hold exactly one value, with the default
 /// [`Limits`]; bytestrings in the result share `input`'s memory.
 pub fn decode_bytes(input: &Bytes) -> Result<Value, DecodeError> {
-    exact(Source::shared(input), &Limits::default())
+    exact(
+        Source::shared(input),
+        &Limits::default(),
+        &mut Work::default(),
+    )
 }
 
 /// Whether `input` is exactly one complete, valid Syrup value (with the
 /// default limits).
 pub fn is_complete_value(input: &[u8]) -> bool {
-    exact(Source::borrowed(input), &Limits::default()).is_ok()
+    exact(
+        Source::borrowed(input),
+        &Limits::default(),
+        &mut Work::default(),
+    )
+    .is_ok()
 }
 
 #[cfg(test)]
