@@ -103,17 +103,23 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
             _ = ctx.shutdown.cancelled() => return,
             r = session(&link, &ctx) => r,
         };
-        {
+        let was_registered = {
             // The change and its notification in one step (see below).
             let mut state = lock(&link.state);
-            if state.take().is_some() {
+            let was = state.take().is_some();
+            if was {
                 ctx.bump();
             }
+            was
+        };
+        if was_registered {
+            // A session that registered starts the backoff over, however
+            // it ended: the server was fine until now.
+            delay = ctx.settings.backoff_min;
         }
         match outcome {
             Ok(()) => {
                 tracing::info!(server = %link.describe, "the introduction server went away; reconnecting");
-                delay = ctx.settings.backoff_min;
             }
             Err(e) => {
                 ctx.stats.link_failed();

@@ -80,7 +80,8 @@ struct Cli {
     plaintext: bool,
     /// How long `connect` waits for the peer, in seconds: for its handshake
     /// (encrypted) or its first byte (plaintext); 0 waits forever in
-    /// plaintext mode.
+    /// plaintext mode and keeps the netlayer's default (10 s) for the
+    /// handshake when encrypted.
     #[arg(long, value_name = "SECS", default_value_t = 10.0, global = true)]
     timeout: f64,
     /// Confine this process once its key is read and its intro sockets are
