@@ -244,6 +244,9 @@ enum End {
     Eof,
     /// The client went away mid-read or mid-write (not a refusal).
     Gone(String),
+    /// The daemon itself hit a kernel limit writing to the client (not the
+    /// client's doing, and worth a warning).
+    DaemonLimit(String),
     Shutdown,
 }
 
@@ -265,6 +268,17 @@ fn read_end(e: ReadError) -> End {
 /// Maps a failed send to the end of the session it causes.
 fn send_end(e: uds_fdpass::SendError) -> End {
     match e {
+        // Too many passed sockets in flight for the daemon's uid: the
+        // kernel refuses every fd the daemon passes until they are read.
+        uds_fdpass::SendError::Io(e)
+            if e.raw_os_error() == Some(nix::errno::Errno::ETOOMANYREFS as i32) =>
+        {
+            End::DaemonLimit(format!(
+                "passing a socket failed: {e} (the daemon's uid has more passed sockets \
+                 in flight than its RLIMIT_NOFILE: clients that do not read hold them; see \
+                 docs/limits.md)"
+            ))
+        }
         uds_fdpass::SendError::Io(e) => End::Gone(format!("write failed: {e}")),
         other => End::Refused(Reason::Protocol, format!("write failed: {other}")),
     }
@@ -528,6 +542,7 @@ impl Session {
             }
             End::Eof => tracing::debug!(conn, peer, "client disconnected"),
             End::Gone(why) => tracing::debug!(conn, peer, "client went away: {why}"),
+            End::DaemonLimit(why) => tracing::warn!(conn, peer, "closed a client: {why}"),
             End::Shutdown => tracing::debug!(conn, peer, "closed for shutdown"),
         }
     }
