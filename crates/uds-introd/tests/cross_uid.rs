@@ -121,12 +121,16 @@ fn client(socket: &str) {
 }
 
 fn client_as(uid: u32, socket: &std::path::Path) -> String {
-    // A copy of this binary in the test's directory, so that the other
-    // user can execute it wherever the checkout lives.
+    // This binary in the test's directory, so that the other user can
+    // execute it wherever the checkout lives: a hard link where the
+    // temporary directory is on the same filesystem, a copy otherwise.
     let exe = socket.parent().unwrap().join("uid-client");
     if !exe.exists() {
-        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let me = std::env::current_exe().unwrap();
+        if std::fs::hard_link(&me, &exe).is_err() {
+            std::fs::copy(&me, &exe).unwrap();
+            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
     }
     let out = Command::new(&exe)
         .env(MODE, socket)
