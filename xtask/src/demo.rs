@@ -5,16 +5,70 @@
 //! narrates and verifies each step. Exits 0 only if every step was
 //! verified; every process and file is cleaned up either way.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::{cargo, procs, workspace_root};
 
 /// How long any one step may take before the demo gives up.
 const STEP: Duration = Duration::from_secs(15);
+
+/// How many of a process's last stderr lines a failed demo shows.
+const STDERR_TAIL: usize = 30;
+
+/// The end of one process's stderr, kept so that a failed demo can show
+/// what its processes said (a successful one shows nothing).
+struct StderrTail {
+    name: String,
+    lines: Arc<Mutex<VecDeque<String>>>,
+    reader: JoinHandle<()>,
+}
+
+thread_local! {
+    /// The stderr tails of the processes this thread's demo started.
+    static STDERR_TAILS: RefCell<Vec<StderrTail>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Forgets the stderr of earlier runs on this thread.
+fn clear_stderr_tails() {
+    STDERR_TAILS.with(|t| t.borrow_mut().clear());
+}
+
+/// The last lines each process started on this thread wrote to stderr,
+/// for processes that wrote any; empty if none did. Call after the
+/// processes have stopped.
+fn stderr_report() -> String {
+    let tails = STDERR_TAILS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+    let mut report = String::new();
+    for tail in tails {
+        // The reader ends at the stopped process's end of file; a process
+        // that left a child holding its stderr is not waited for long.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !tail.reader.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let lines = tail.lines.lock().unwrap_or_else(|e| e.into_inner());
+        if lines.is_empty() {
+            continue;
+        }
+        report.push_str(&format!(
+            "\n--- {} wrote to stderr (last {} lines at most) ---\n",
+            tail.name, STDERR_TAIL
+        ));
+        for l in lines.iter() {
+            report.push_str(l);
+            report.push('\n');
+        }
+    }
+    report
+}
 
 /// A child process whose stdout lines arrive on a channel.
 struct Proc {
@@ -29,11 +83,30 @@ impl Proc {
     fn start(name: &str, mut cmd: Command) -> Result<Proc, String> {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         let stdout = child.stdout.take().ok_or("no stdout")?;
+        let stderr = child.stderr.take().ok_or("no stderr")?;
+        let lines = Arc::new(Mutex::new(VecDeque::new()));
+        let kept = lines.clone();
+        let reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut kept = kept.lock().unwrap_or_else(|e| e.into_inner());
+                if kept.len() == STDERR_TAIL {
+                    kept.pop_front();
+                }
+                kept.push_back(line);
+            }
+        });
+        STDERR_TAILS.with(|t| {
+            t.borrow_mut().push(StderrTail {
+                name: name.to_owned(),
+                lines,
+                reader,
+            })
+        });
         let (tx, lines) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -217,7 +290,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let bin = build(&root)?;
     let dir = procs::private_dir("ocapn-uds-demo")?;
     let started = Instant::now();
+    clear_stderr_tails();
+    // Every process is stopped when `scenario` returns (`Proc` kills on
+    // drop), so their stderr is complete by the time it is reported.
     let result = scenario(&bin, &dir);
+    let stderr = stderr_report();
     let _ = std::fs::remove_dir_all(&dir);
     match result {
         Ok(()) => {
@@ -228,7 +305,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
             );
             Ok(())
         }
-        Err(e) => Err(format!("demo failed: {e}")),
+        Err(e) if stderr.is_empty() => {
+            Err(format!("demo failed: {e}\n(no process wrote to stderr)"))
+        }
+        Err(e) => Err(format!("demo failed: {e}\n{stderr}")),
     }
 }
 
@@ -451,6 +531,35 @@ mod tests {
     #[test]
     fn the_demo_passes() {
         run(&[]).unwrap();
+    }
+
+    /// A process that fails shows what it wrote to stderr in the report,
+    /// and only the last lines of it.
+    #[test]
+    fn a_failing_process_shows_its_stderr() {
+        clear_stderr_tails();
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "i=0; while [ $i -lt 40 ]; do echo line$i >&2; i=$((i+1)); done; \
+             echo 'error: cannot bind' >&2; exit 1",
+        ]);
+        let mut p = Proc::start("failing", cmd).unwrap();
+        let e = p.expect("its ready line", |l| l == "ready").unwrap_err();
+        assert!(e.contains("failing exited"), "{e}");
+        drop(p);
+        let report = stderr_report();
+        assert!(report.contains("--- failing wrote to stderr"), "{report}");
+        assert!(report.contains("error: cannot bind"), "{report}");
+        assert!(report.contains("line39"), "{report}");
+        assert!(
+            !report.contains("line9\n"),
+            "kept more than the tail: {report}"
+        );
+        // A process that wrote nothing adds nothing.
+        let quiet = Proc::start("quiet", Command::new("true")).unwrap();
+        drop(quiet);
+        assert_eq!(stderr_report(), "");
     }
 
     /// A command sent as soon as a peer prints `connected` reaches that
