@@ -52,7 +52,8 @@ pub enum SandboxError {
     #[error(
         "the sandbox is required, but {what} needs Landlock ABI {min_abi} or newer and this \
          kernel does not provide it (Landlock may be missing, not enabled in the `lsm=` boot \
-         parameter, or too old); use sandbox mode auto to run with what the kernel offers"
+         parameter, too old, or refused by a seccomp filter such as a container runtime's); \
+         use sandbox mode auto to run with what the kernel offers"
     )]
     Unsupported {
         /// The feature, in words.

@@ -325,7 +325,17 @@ impl Policy {
                 );
             }
             (RulesetStatus::NotEnforced, _) | (_, LandlockStatus::NotImplemented) => {
-                return Report::unconfined(mode, no_new_privs, Landlock::NotBuiltIn);
+                // The `landlock` crate reports every failure of its probe
+                // other than EOPNOTSUPP as "not implemented", so an EPERM
+                // or ENOSYS from a seccomp filter looks the same as a
+                // kernel without Landlock. No domain is in force here, so
+                // /proc can still be read to tell which is likelier.
+                let why = if seccomp_filtered() {
+                    Landlock::Filtered
+                } else {
+                    Landlock::NotBuiltIn
+                };
+                return Report::unconfined(mode, no_new_privs, why);
             }
             (_, LandlockStatus::NotEnabled) => {
                 return Report::unconfined(mode, no_new_privs, Landlock::NotEnabled);
@@ -362,6 +372,13 @@ impl Policy {
             Landlock::Enforced { .. } => {}
             Landlock::NotBuiltIn => missing
                 .push("any Landlock restriction (the kernel is built without Landlock)".to_owned()),
+            Landlock::Filtered => missing.push(
+                "any Landlock restriction (its system calls fail, and a seccomp filter is in \
+                 force for this process: allow landlock_create_ruleset, landlock_add_rule and \
+                 landlock_restrict_self in it, e.g. with SystemCallFilter= in a systemd unit or \
+                 in the container's seccomp profile; or the kernel is built without Landlock)"
+                    .to_owned(),
+            ),
             Landlock::NotEnabled => missing.push(
                 "any Landlock restriction (Landlock is not enabled: add it to the lsm= boot \
                  parameter)"
@@ -400,6 +417,22 @@ enum Failure {
     Unsupported { what: &'static str, min_abi: u32 },
     NoNewPrivs(io::Error),
     Landlock(Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Whether a seccomp filter is in force for this process (`Seccomp: 2` in
+/// `/proc/self/status`); false when that cannot be read.
+fn seccomp_filtered() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|status| seccomp_filtered_in(&status))
+        .unwrap_or(false)
+}
+
+/// Whether a `/proc/PID/status` text shows seccomp in filter mode.
+fn seccomp_filtered_in(status: &str) -> bool {
+    status.lines().any(|l| {
+        l.strip_prefix("Seccomp:")
+            .is_some_and(|mode| mode.trim() == "2")
+    })
 }
 
 fn no_new_privs_now() -> bool {
@@ -483,5 +516,18 @@ mod tests {
         let d = Policy::default();
         assert!(d.scope_abstract_unix && d.scope_signals && d.deny_network);
         assert!(d.remove.is_empty() && d.connect.is_empty());
+    }
+
+    #[test]
+    fn seccomp_filter_mode_is_read_from_the_status_text() {
+        let status = |mode: &str| {
+            format!("Name:\tx\nNoNewPrivs:\t1\nSeccomp:\t{mode}\nSeccomp_filters:\t1\n")
+        };
+        assert!(seccomp_filtered_in(&status("2")));
+        assert!(!seccomp_filtered_in(&status("0")));
+        assert!(!seccomp_filtered_in(&status("1")));
+        assert!(!seccomp_filtered_in("Name:\tx\n"));
+        // `Seccomp_filters:` alone is not the mode.
+        assert!(!seccomp_filtered_in("Seccomp_filters:\t2\n"));
     }
 }

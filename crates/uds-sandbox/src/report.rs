@@ -17,6 +17,14 @@ pub enum Landlock {
     /// The kernel has Landlock but it is not enabled (it is missing from the
     /// `lsm=` boot parameter).
     NotEnabled,
+    /// Landlock's system calls failed as they do on a kernel without
+    /// Landlock, and a seccomp filter is in force for this process
+    /// (`Seccomp: 2` in `/proc/self/status`). Most likely the filter (a
+    /// container runtime's, a service manager's `SystemCallFilter=`) refuses
+    /// them; the kernel may also lack Landlock. Allowing
+    /// `landlock_create_ruleset`, `landlock_add_rule` and
+    /// `landlock_restrict_self` in the filter tells the two apart.
+    Filtered,
     /// The kernel refused the domain ([`SandboxMode::Auto`] only; `Require`
     /// returns an error instead). Domains applied earlier stay in force.
     Failed(String),
@@ -156,6 +164,7 @@ impl fmt::Display for Report {
             Landlock::Off => f.write_str("none(off)")?,
             Landlock::NotBuiltIn => f.write_str("none(not-built-in)")?,
             Landlock::NotEnabled => f.write_str("none(not-enabled)")?,
+            Landlock::Filtered => f.write_str("none(seccomp-filtered)")?,
             Landlock::Failed(_) => f.write_str("none(refused)")?,
         }
         write!(f, " filesystem={}", self.filesystem.as_str())?;

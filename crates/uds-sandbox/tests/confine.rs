@@ -129,6 +129,16 @@ const TESTS: &[Test] = &[
         },
     },
     Test {
+        name: "a_seccomp_filter_refusing_landlock_is_named",
+        run: |dir| {
+            simple(
+                dir,
+                "a_seccomp_filter_refusing_landlock_is_named",
+                prepare_files,
+            )
+        },
+    },
+    Test {
         name: "a_refused_layer_fails_require_and_is_reported_by_auto",
         run: |dir| {
             simple(
@@ -705,6 +715,7 @@ fn scenario(name: &str) {
         "off_applies_nothing" => off(&dir),
         "missing_directory_is_refused_before_anything_changes" => missing_directory(&dir),
         "a_refused_layer_fails_require_and_is_reported_by_auto" => refused_layer(&dir),
+        "a_seccomp_filter_refusing_landlock_is_named" => seccomp_filtered(&dir),
         other => panic!("unknown scenario {other:?}"),
     }
     println!("PASS");
@@ -787,7 +798,7 @@ fn auto_default(dir: &Path) {
             assert!(abi >= 1);
             denied("read after", std::fs::read(&secret), Errno::EACCES);
         }
-        Landlock::NotBuiltIn | Landlock::NotEnabled => {
+        Landlock::NotBuiltIn | Landlock::NotEnabled | Landlock::Filtered => {
             assert_eq!(report.filesystem, Filesystem::Unrestricted);
             works("read after (no Landlock)", std::fs::read(&secret));
         }
@@ -1348,4 +1359,52 @@ fn refused_layer(dir: &Path) {
         std::fs::read(dir.join("secret")),
         Errno::EACCES,
     );
+}
+
+fn seccomp_filtered(dir: &Path) {
+    use nix::libc;
+    use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
+    let secret = dir.join("secret");
+    works("read before", std::fs::read(&secret));
+    // What a container runtime's or a service manager's filter does to
+    // system calls it does not allow: fail them with EPERM.
+    let rules = [
+        libc::SYS_landlock_create_ruleset,
+        libc::SYS_landlock_add_rule,
+        libc::SYS_landlock_restrict_self,
+    ]
+    .into_iter()
+    .map(|nr| (nr, Vec::new()))
+    .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EPERM as u32),
+        std::env::consts::ARCH.try_into().unwrap(),
+    )
+    .unwrap();
+    let program: BpfProgram = filter.try_into().unwrap();
+    seccompiler::apply_filter(&program).unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert!(status.contains("Seccomp:\t2"), "{status}");
+
+    match Policy::new().confine(SandboxMode::Require) {
+        Err(e @ SandboxError::Unsupported { .. }) => {
+            assert!(e.to_string().contains("seccomp filter"), "{e}");
+        }
+        other => panic!("require under the filter: {other:?}"),
+    }
+    let report = Policy::new().confine(SandboxMode::Auto).unwrap();
+    println!("under the filter: {report}");
+    assert_eq!(report.landlock, Landlock::Filtered, "{report:?}");
+    assert!(
+        report
+            .to_string()
+            .contains(" landlock-abi=none(seccomp-filtered) "),
+        "{report}"
+    );
+    assert_eq!(report.filesystem, Filesystem::Unrestricted);
+    assert!(report.no_new_privs && no_new_privs_flag());
+    // Nothing was confined, and the report does not pretend otherwise.
+    works("read after (no Landlock)", std::fs::read(&secret));
 }
