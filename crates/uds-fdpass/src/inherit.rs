@@ -36,7 +36,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use crate::check::{SocketCheckError, check_listening_socket, check_stream_socket};
@@ -108,7 +108,9 @@ pub enum InheritError {
     /// `LISTEN_FDS`/`LISTEN_PID` are malformed.
     #[error("socket activation: {0}")]
     Activation(String),
-    /// A system call failed.
+    /// A system call failed while taking the fd (marking it close-on-exec).
+    /// Nothing was taken: this fd and any others of the same call are left
+    /// open.
     #[error("inherited fd {fd}: {source}")]
     Io {
         /// The number.
@@ -176,7 +178,8 @@ fn verify(
     Ok(())
 }
 
-/// Takes ownership of `fds`, which [`verify`] accepted under the same lock.
+/// Takes ownership of `fds`, which [`verify`] accepted under the same lock:
+/// all of them, or none (a failure leaves every one open and unclaimed).
 fn adopt_all(claimed: &mut BTreeSet<RawFd>, fds: &[RawFd]) -> Result<Vec<OwnedFd>, InheritError> {
     let mut owned = Vec::with_capacity(fds.len());
     for &fd in fds {
@@ -186,10 +189,18 @@ fn adopt_all(claimed: &mut BTreeSet<RawFd>, fds: &[RawFd]) -> Result<Vec<OwnedFd
         // module (checked under the lock still held); the functions'
         // documented contract (call at startup, before anything else adopts
         // inherited numbers) rules out other owners.
-        let taken = unsafe { sys::adopt(fd) }.map_err(|source| InheritError::Io { fd, source })?;
-        claimed.insert(fd);
-        owned.push(taken);
+        match unsafe { sys::adopt(fd) } {
+            Ok(taken) => owned.push(taken),
+            Err(source) => {
+                // Give back the ones taken so far: refused fds stay open.
+                for taken in owned {
+                    let _ = taken.into_raw_fd();
+                }
+                return Err(InheritError::Io { fd, source });
+            }
+        }
     }
+    claimed.extend(fds);
     Ok(owned)
 }
 

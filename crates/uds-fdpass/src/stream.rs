@@ -259,6 +259,13 @@ impl FdStream {
 
     /// Polls for read readiness (data, fds or end of stream), for use in
     /// hand-written futures together with [`FdStream::try_recv`].
+    ///
+    /// # Wakers
+    ///
+    /// Like tokio's `poll_read_ready`, only the waker of the most recent
+    /// `Pending` call is kept: poll receiving from one task at a time (or
+    /// from one future that is polled with the same task), or a task that
+    /// polled earlier may never be woken.
     pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.io.poll_read_ready(cx)
     }
@@ -271,6 +278,13 @@ impl FdStream {
     /// Each call is all-or-nothing for the fds: they are either attached to
     /// the bytes the kernel took, or not sent at all. Callers that must send
     /// the rest of `data` call again with the remaining bytes and no fds.
+    ///
+    /// # Wakers
+    ///
+    /// Like tokio's `poll_write_ready`, only the waker of the most recent
+    /// `Pending` call is kept: poll sending from one task at a time, or a
+    /// task that polled earlier may never be woken. Receiving and sending
+    /// keep separate wakers, so one task may read while another writes.
     pub fn poll_send(
         &self,
         cx: &mut Context<'_>,
@@ -366,6 +380,13 @@ impl FdStream {
     /// Polls for one receive (for use in hand-written futures). Like
     /// [`FdStream::recv`], bytes and fds are taken only in the poll that
     /// returns `Ready`.
+    ///
+    /// # Wakers
+    ///
+    /// Like tokio's `poll_read_ready`, only the waker of the most recent
+    /// `Pending` call is kept: poll receiving from one task at a time (or
+    /// from one future that is polled with the same task), or a task that
+    /// polled earlier may never be woken.
     pub fn poll_recv(
         &self,
         cx: &mut Context<'_>,

@@ -320,14 +320,16 @@ pub(crate) fn inspect_raw<R>(raw: RawFd, inspect: impl FnOnce(BorrowedFd<'_>) ->
 ///
 /// `raw` must be open and owned by nothing else in this process: from here
 /// on, dropping the returned `OwnedFd` closes it.
+/// On error nothing is owned and `raw` is left open.
 pub(crate) unsafe fn adopt(raw: RawFd) -> io::Result<OwnedFd> {
-    // SAFETY: the caller guarantees `raw` is open and unowned.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    // SAFETY: F_SETFD with FD_CLOEXEC only changes the fd's flags.
-    if unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
+    // SAFETY: F_SETFD with FD_CLOEXEC only changes the fd's flags; on a
+    // number that is not open it fails with EBADF and changes nothing. It
+    // runs before `raw` is owned, so that a failure leaves it open.
+    if unsafe { libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    // SAFETY: the caller guarantees `raw` is open and unowned.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 //!   unsorted or duplicate keys, invalid UTF-8, non-canonical NaN,
 //!   whitespace and legacy delimiters with an error naming the problem and
 //!   its byte offset. Nesting depth, message size, atom length and integer
-//!   size are bounded by [`Limits`]; nothing recurses and no claimed length is
-//!   allocated before its bytes arrive. It never panics on any input.
+//!   size are bounded by [`Limits`]; the decoder does not recurse and no
+//!   claimed length is allocated before its bytes arrive. It never panics on any input.
 //! * **Incremental, in one pass.** On a buffer that ends mid-value the
 //!   decoder answers "need more bytes" and resumes where it stopped (linear
 //!   time however the bytes are split); it never consumes bytes past the
@@ -21,10 +21,11 @@
 //!   value and its exact bytes together).
 //! * **Zero-copy.** Decoding from [`bytes::Bytes`] slices bytestrings out of
 //!   the input.
-//! * **No recursion, anywhere.** Decoding, encoding, and [`Value`]'s
-//!   `Drop`, `Clone`, `Eq`, `Hash` and `Display` use explicit stacks, so no
-//!   nesting depth (decoded with a generous [`Limits::max_depth`], or built
-//!   in memory) can overflow the call stack.
+//! * **No unbounded recursion.** Decoding, encoding, and [`Value`]'s
+//!   `Clone`, `Eq`, `Hash` and `Display` use explicit stacks, and `Drop`
+//!   recurses for at most 64 levels before it does the same, so no nesting
+//!   depth (decoded with a generous [`Limits::max_depth`], or built in
+//!   memory) can overflow the call stack.
 //!
 //! Integers of any size are kept losslessly ([`Integer`]): `i128` inline,
 //! larger ones as their decimal digits, bounded by

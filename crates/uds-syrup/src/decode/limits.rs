@@ -7,8 +7,10 @@
 /// ones (see [`Limits::intro_channel`]).
 ///
 /// Any setting is safe for the call stack, `usize::MAX` included: neither
-/// the decoder nor [`Value`](crate::Value)'s `Drop`, `Clone`, `Eq`, `Hash`,
-/// `Display` or encoder recurse, so nesting only costs heap memory, which
+/// the decoder nor [`Value`](crate::Value)'s `Clone`, `Eq`, `Hash`,
+/// `Display` or encoder recurse, and its `Drop` recurses for at most 64
+/// levels before it switches to a heap stack, so nesting only costs heap
+/// memory, which
 /// [`max_message_len`](Limits::max_message_len) bounds. The limits are there
 /// to bound work and memory per message, not to protect the stack.
 ///

@@ -27,13 +27,14 @@ pub use integer::{Integer, ParseIntegerError};
 /// in canonical Syrup, and `0.0` and `-0.0` encode differently), so `Value`
 /// is [`Eq`] and [`Hash`].
 ///
-/// Nothing about a value recurses on the call stack: dropping, cloning,
-/// comparing, hashing, displaying and encoding a value nested a million
-/// levels deep (whether decoded or built in memory) uses explicit stacks on
-/// the heap. Because `Value` implements [`Drop`] for that, its contents
-/// cannot be moved out by pattern matching; take them with
-/// [`std::mem::take`] on a `&mut` match, or with [`Record::into_parts`],
-/// [`Dict::into_iter`] and [`Set::into_iter`].
+/// No depth of nesting can overflow the call stack: cloning, comparing,
+/// hashing, displaying and encoding a value nested a million levels deep
+/// (whether decoded or built in memory) use explicit stacks on the heap, and
+/// dropping recurses for at most 64 levels before it does the same.
+/// Because `Value` implements [`Drop`] for that, its contents cannot be
+/// moved out by pattern matching; take them with [`std::mem::take`] on a
+/// `&mut` match, or with [`Record::into_parts`], [`Dict::into_iter`] and
+/// [`Set::into_iter`].
 ///
 /// The enum is exhaustive on purpose: it is the Syrup data model, which is
 /// closed, and encoders and printers over it are expected to match every
