@@ -129,7 +129,11 @@ enum WriteState {
 ///   `poll_shutdown`; the adapter buffers at most two frames.
 ///   `poll_shutdown` sends the authenticated end-of-data frame, then shuts
 ///   down the underlying stream's write side.
-/// * **Errors**: underlying I/O errors pass through; protocol errors are
+/// * **Errors**: underlying I/O errors pass through. An error sending a
+///   frame in the background of a write (the stream sends what it can
+///   while taking data) is returned by the next write, flush or shutdown,
+///   so a writer that never flushes still learns of a dead peer on its next
+///   write. Protocol errors are
 ///   `io::Error`s carrying an [`E2eeError`] ([`E2eeError::from_io`]),
 ///   `InvalidData` for what the peer or someone between did. After a
 ///   protocol error the stream is poisoned: every later call returns the
@@ -347,6 +351,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for E2eeStream<S> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        // A frame still being sent from an earlier call: an error writing it
+        // comes back now, before more is taken, so that a writer that never
+        // flushes learns of a dead peer on its next write.
+        if !this.sending_done()
+            && let Poll::Ready(Err(e)) = this.poll_drain(cx)
+        {
+            return Poll::Ready(Err(e));
+        }
         let mut accepted = 0;
         let mut filled_a_frame = false;
         while accepted < buf.len() {
@@ -375,7 +387,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for E2eeStream<S> {
         if this.sending_done() && this.plaintext_len() > 0 && (full || !filled_a_frame) {
             this.seal_open()?;
         }
-        // Errors and waiting come back on the next call.
+        // Errors and waiting come back on the next call (checked above).
         let _ = this.poll_drain(cx);
         Poll::Ready(Ok(accepted))
     }

@@ -636,3 +636,28 @@ fn writes_after_shutdown_and_flushes_are_handled() {
         alice.flush().await.unwrap();
     });
 }
+
+/// A writer that never flushes learns of a dead peer on its next write, not
+/// only once a 64 KiB frame fills: the error from sending the previous
+/// write's frame comes back before more is taken.
+#[test]
+fn a_dead_peer_fails_the_next_small_write() {
+    run(|| async {
+        let p = peers();
+        let (a, b) = UnixStream::pair().unwrap();
+        let (mut alice, bob) = establish(&p, a, b).await;
+        drop(bob);
+        // Taken: the frame is sealed and its send fails, to be reported on
+        // the next call.
+        assert_eq!(alice.write(b"first").await.unwrap(), 5);
+        let e = alice.write(b"second").await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe, "{e}");
+        // It stays failed, and flush and shutdown say so too.
+        assert_eq!(
+            alice.write(b"third").await.unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+        assert!(alice.flush().await.is_err());
+        assert!(alice.shutdown().await.is_err());
+    });
+}
