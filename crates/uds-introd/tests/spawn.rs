@@ -259,18 +259,20 @@ fn a_confined_daemon_stops_its_child_on_sigterm() {
     use std::process::Stdio;
     let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
     let dir = private_dir();
-    let mut daemon = Command::new(&*BIN)
-        .args(["spawn", "--sandbox=require", "--admin"])
-        .arg(dir.path().join("admin"))
-        .arg("--")
-        .arg(std::env::current_exe().unwrap())
-        .env(MODE, "wait")
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        Command::new(&*BIN)
+            .args(["spawn", "--sandbox=require", "--admin"])
+            .arg(dir.path().join("admin"))
+            .arg("--")
+            .arg(std::env::current_exe().unwrap())
+            .env(MODE, "wait")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut stderr = daemon.stderr.take().unwrap();
     let log = std::thread::spawn(move || {
         let mut s = String::new();
@@ -315,6 +317,21 @@ fn a_confined_daemon_stops_its_child_on_sigterm() {
         }
     }
     let child_pid = child_pid.unwrap();
+    // Should an assertion below fail, the daemon's child goes too (only
+    // then: once the test has seen it exit, its pid may be reused).
+    struct KillPid(u32);
+    impl Drop for KillPid {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                return;
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0 as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    let _child = KillPid(child_pid);
     // The daemon is confined on every thread; the child, started before,
     // is not (unless this test itself runs with no_new_privs).
     let nnp = |pid: u32| -> Vec<String> {

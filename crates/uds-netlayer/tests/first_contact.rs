@@ -83,12 +83,14 @@ fn output_within_patience(mut cmd: Command) -> std::process::Output {
 fn the_readme_daemon_command_works_on_a_fresh_account() {
     let account = Account::new();
     let key = account.home.join(".local/state/ocapn/introd.key");
-    let mut daemon = account
-        .command(&introd_bin())
-        .arg("--key")
-        .arg(&key)
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        account
+            .command(&introd_bin())
+            .arg("--key")
+            .arg(&key)
+            .spawn()
+            .unwrap(),
+    );
     let line = first_line(&mut daemon);
     let _ = daemon.kill();
     let mut err = String::new();
@@ -148,11 +150,13 @@ fn no_daemon_warns_once_then_says_when_registered() {
     assert!(err.contains("could not register"), "{err}");
 
     // The server appears while the peer waits: it says so once.
-    let mut peer = account
-        .command(Path::new(PEER_BIN))
-        .args(["--register-timeout", "60", "listen"])
-        .spawn()
-        .unwrap();
+    let mut peer = KillOnDrop(
+        account
+            .command(Path::new(PEER_BIN))
+            .args(["--register-timeout", "60", "listen"])
+            .spawn()
+            .unwrap(),
+    );
     let stderr = peer.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -162,12 +166,14 @@ fn no_daemon_warns_once_then_says_when_registered() {
     });
     let first = rx.recv_timeout(PATIENCE).expect("no warning");
     assert!(first.contains("WARN"), "{first}");
-    let mut daemon = account
-        .command(&introd_bin())
-        .arg("--key")
-        .arg(account.home.join("introd.key"))
-        .spawn()
-        .unwrap();
+    let mut daemon = KillOnDrop(
+        account
+            .command(&introd_bin())
+            .arg("--key")
+            .arg(account.home.join("introd.key"))
+            .spawn()
+            .unwrap(),
+    );
     assert!(first_line(&mut daemon).starts_with("uds-introd ready"));
     let ready = first_line(&mut peer);
     assert!(ready.starts_with("uds-peer ready locator="), "{ready:?}");

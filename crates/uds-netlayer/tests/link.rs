@@ -322,15 +322,17 @@ fn an_echo_peer_survives_bursts() {
     no_leak(|| async {
         let dir = private_dir();
         let d = Daemon::start(dir.path(), "intro", &[]);
-        let mut listener = std::process::Command::new(PEER_BIN)
-            .arg("--intro")
-            .arg(&d.socket)
-            .args(["--plaintext", "listen", "--echo"])
-            .env("RUST_LOG", "uds_netlayer=info")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut listener = KillOnDrop(
+            std::process::Command::new(PEER_BIN)
+                .arg("--intro")
+                .arg(&d.socket)
+                .args(["--plaintext", "listen", "--echo"])
+                .env("RUST_LOG", "uds_netlayer=info")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
         let stdout = listener.stdout.take().unwrap();
         let stderr = listener.stderr.take().unwrap();
         let log = std::thread::spawn(move || {

@@ -563,3 +563,27 @@ pub async fn registered_with(net: &uds_netlayer::UdsNetlayer, n: usize) {
     .await
     .unwrap_or_else(|_| panic!("not registered with {n} servers: {:?}", net.servers()));
 }
+
+/// A child process killed (and reaped) when dropped, so that a test that
+/// fails half-way leaves no process behind.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
