@@ -313,31 +313,54 @@ pub(crate) struct Pending {
     info: ConnectionInfo,
 }
 
+/// What to do with an incoming connection, given its first byte (`None`:
+/// the dialer closed it before sending one). The one place that tells
+/// e2ee from plaintext and applies the security mode to it.
+enum Plan {
+    /// Plaintext, and this netlayer accepts plaintext.
+    Deliver,
+    /// An e2ee handshake starts: run it (with the `e2ee` feature).
+    #[cfg(feature = "e2ee")]
+    Handshake,
+    /// Closed, or not acceptable in this mode.
+    Refuse(Refusal),
+}
+
+fn plan(first: Option<u8>, security: Security) -> Plan {
+    match first {
+        None => Plan::Refuse(Refusal::Closed),
+        #[cfg(feature = "e2ee")]
+        Some(b) if is_e2ee(b) => Plan::Handshake,
+        #[cfg(not(feature = "e2ee"))]
+        Some(b) if is_e2ee(b) => Plan::Refuse(Refusal::E2eeUnsupported),
+        Some(_) => match security {
+            Security::Plaintext => Plan::Deliver,
+            #[allow(unreachable_patterns)]
+            _ => Plan::Refuse(Refusal::Plaintext),
+        },
+    }
+}
+
 /// Starts the handshake of an incoming connection in a task of its own
 /// (bounded in number and in time); once it is done the connection waits
 /// for `accept()`, or is closed if too many already wait.
 fn admit(pending: Pending, ctx: &LinkCtx) {
-    // Most dialers have spoken by the time their socket arrives: classify
-    // a plaintext one here, without a task of its own.
-    match peek_now(&pending.stream) {
-        Ok(Some(b)) if !is_e2ee(b) => {
-            match ctx.settings.security {
-                Security::Plaintext => deliver(
-                    Connection::new(Inner::Plain(pending.stream), pending.info),
-                    &ctx.incoming,
-                    &ctx.stats,
-                ),
-                #[allow(unreachable_patterns)]
-                _ => refused(
-                    pending.info.peer.designator(),
-                    Refusal::Plaintext,
-                    &ctx.stats,
-                ),
-            }
+    // Most dialers have spoken by the time their socket arrives: a
+    // plaintext or closed connection is settled here, without a task of its
+    // own, and an e2ee one takes the byte seen here into its task.
+    // `None`: nothing there yet (or an error, which the task meets again).
+    let first = peek_now(&pending.stream).ok();
+    match first.map(|first| plan(first, ctx.settings.security)) {
+        Some(Plan::Deliver) => {
+            deliver(
+                Connection::new(Inner::Plain(pending.stream), pending.info),
+                &ctx.incoming,
+                &ctx.stats,
+            );
             return;
         }
-        Ok(None) => {
-            tracing::debug!(peer = %pending.info.peer.designator(), "an incoming connection closed before its first byte");
+        Some(Plan::Refuse(why)) => {
+            refused(pending.info.peer.designator(), why, &ctx.stats);
             return;
         }
         // e2ee, or nothing yet: a task waits for it.
@@ -366,11 +389,13 @@ fn admit(pending: Pending, ctx: &LinkCtx) {
         let peer = pending.info.peer.designator().to_owned();
         let timeout = settings.handshake_timeout;
         let handshake = async {
-            let first = crate::netlayer::peek_first_byte(&pending.stream).await?;
-            match first {
-                None => Err(Refusal::Closed),
+            let first = match first {
+                Some(first) => first,
+                None => crate::netlayer::peek_first_byte(&pending.stream).await?,
+            };
+            match plan(first, settings.security) {
                 #[cfg(feature = "e2ee")]
-                Some(b) if uds_e2ee::is_e2ee_first_byte(b) => {
+                Plan::Handshake => {
                     let from = pending
                         .info
                         .peer
@@ -385,15 +410,8 @@ fn admit(pending: Pending, ctx: &LinkCtx) {
                     info.handshake_hash = Some(stream.info().handshake_hash);
                     Ok(Connection::new(Inner::Encrypted(Box::new(stream)), info))
                 }
-                #[cfg(not(feature = "e2ee"))]
-                Some(0) => Err(Refusal::E2eeUnsupported),
-                Some(_) => match settings.security {
-                    Security::Plaintext => {
-                        Ok(Connection::new(Inner::Plain(pending.stream), pending.info))
-                    }
-                    #[allow(unreachable_patterns)]
-                    _ => Err(Refusal::Plaintext),
-                },
+                Plan::Deliver => Ok(Connection::new(Inner::Plain(pending.stream), pending.info)),
+                Plan::Refuse(why) => Err(why),
             }
         };
         let outcome = tokio::select! {
@@ -403,9 +421,6 @@ fn admit(pending: Pending, ctx: &LinkCtx) {
         drop(permit);
         match outcome {
             Ok(conn) => deliver(conn, &incoming, &stats),
-            Err(Refusal::Closed) => {
-                tracing::debug!(peer, "an incoming connection closed before its first byte")
-            }
             Err(why) => refused(&peer, why, &stats),
         }
     });
@@ -433,8 +448,13 @@ fn deliver(conn: Connection, incoming: &mpsc::Sender<Connection>, stats: &Stats)
     }
 }
 
-/// Counts and logs an incoming connection that was refused.
+/// Counts and logs an incoming connection that was refused; one the dialer
+/// closed before its first byte is only noted.
 fn refused(peer: &str, why: Refusal, stats: &Stats) {
+    if let Refusal::Closed = why {
+        tracing::debug!(peer, "an incoming connection closed before its first byte");
+        return;
+    }
     let failed = stats.handshake_failed();
     if loud(failed) {
         tracing::warn!(peer, failed, "refused an incoming connection: {why}");
@@ -443,7 +463,9 @@ fn refused(peer: &str, why: Refusal, stats: &Stats) {
     }
 }
 
-/// Whether a first byte starts an e2ee stream.
+/// Whether a first byte starts an e2ee stream (what
+/// `uds_e2ee::is_e2ee_first_byte` says, known here without the feature so
+/// that a build without it can name what it refuses).
 fn is_e2ee(b: u8) -> bool {
     b == 0
 }
@@ -540,4 +562,53 @@ fn incoming(
             handshake_hash: None,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "e2ee")]
+    #[test]
+    fn the_first_byte_rule_is_the_e2ee_crates() {
+        for b in 0..=u8::MAX {
+            assert_eq!(is_e2ee(b), uds_e2ee::is_e2ee_first_byte(b), "{b}");
+        }
+    }
+
+    #[test]
+    fn the_plan_follows_the_first_byte_and_the_mode() {
+        assert!(matches!(
+            plan(None, Security::Plaintext),
+            Plan::Refuse(Refusal::Closed)
+        ));
+        assert!(matches!(
+            plan(Some(b'<'), Security::Plaintext),
+            Plan::Deliver
+        ));
+        #[cfg(feature = "e2ee")]
+        {
+            assert!(matches!(
+                plan(Some(0), Security::Plaintext),
+                Plan::Handshake
+            ));
+            assert!(matches!(
+                plan(Some(0), Security::Encrypted),
+                Plan::Handshake
+            ));
+            assert!(matches!(
+                plan(Some(b'<'), Security::Encrypted),
+                Plan::Refuse(Refusal::Plaintext)
+            ));
+            assert!(matches!(
+                plan(None, Security::Encrypted),
+                Plan::Refuse(Refusal::Closed)
+            ));
+        }
+        #[cfg(not(feature = "e2ee"))]
+        assert!(matches!(
+            plan(Some(0), Security::Plaintext),
+            Plan::Refuse(Refusal::E2eeUnsupported)
+        ));
+    }
 }
