@@ -764,10 +764,10 @@ impl<F> Router<F> {
         }
     }
 
-    /// The registered peers, sorted by designator.
+    /// The registered peers, in no particular order (the caller sorts, if
+    /// it wants to, after releasing whatever lock guards the router).
     pub fn peers(&self, now: Instant) -> Vec<PeerStatus> {
-        let mut peers: Vec<PeerStatus> = self
-            .registry
+        self.registry
             .iter()
             .filter_map(|(d, id)| {
                 let c = self.clients.get(id)?;
@@ -779,9 +779,7 @@ impl<F> Router<F> {
                         .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
                 })
             })
-            .collect();
-        peers.sort_by_key(|p| *p.designator.key_bytes());
-        peers
+            .collect()
     }
 
     /// Counts a refusal, tells the shell to close `client`, and forgets it.

@@ -330,10 +330,12 @@ impl Server {
     pub fn status(&self) -> Status {
         let s = &self.shared;
         let now = Instant::now();
-        let (router, peers) = {
+        let (router, mut peers) = {
             let core = lock(&s.core);
             (core.router.status(), core.router.peers(now))
         };
+        // Sorted outside the lock: with many peers, routing does not wait.
+        peers.sort_unstable_by_key(|p| *p.designator.key_bytes());
         let wall = SystemTime::now();
         Status {
             id: self.designator(),

@@ -217,6 +217,11 @@ async fn status_lists_registered_peers() {
         );
         assert!(status.contains(&line), "{status}");
     }
+    // In designator order (of the keys' bytes).
+    let mut by_key = [pair.a.identity.designator(), pair.b.identity.designator()];
+    by_key.sort_by_key(|d| *d.key_bytes());
+    let at = |d: &uds_syrup::Designator| status.find(&format!("peer: {d}")).unwrap();
+    assert!(at(&by_key[0]) < at(&by_key[1]), "{status}");
     // The same through the command-line client.
     let out = Command::new(&*BIN)
         .arg("status")
