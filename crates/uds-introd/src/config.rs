@@ -114,7 +114,110 @@ impl Default for Limits {
     }
 }
 
+/// A [`Limits`] setting with which the daemon could not serve anyone (see
+/// [`Limits::check`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--{option} {value}: {why}")]
+#[non_exhaustive]
+pub struct LimitError {
+    /// The command-line option of the setting (without `--`).
+    pub option: &'static str,
+    /// The value given.
+    pub value: String,
+    /// Why it cannot work, and what would.
+    pub why: &'static str,
+}
+
 impl Limits {
+    /// The smallest [`max_message_len`](Limits::max_message_len) accepted:
+    /// the protocol's largest message without extra hints (a draft-shaped
+    /// `uds:server-response`) is 372 bytes.
+    pub const MIN_MESSAGE_LEN: usize = 512;
+
+    /// The smallest [`max_depth`](Limits::max_depth) accepted: the
+    /// protocol's messages nest at most 5 levels deep.
+    pub const MIN_DEPTH: usize = 8;
+
+    /// Refuses settings with which the daemon could not serve anyone: a
+    /// message limit too small for a registration, a nesting limit too
+    /// small for the protocol's messages, a zero timeout (everything would
+    /// expire at once) or a zero count or byte budget (every client or
+    /// intro refused, or every sender paused for good). Zero is accepted
+    /// where it has a meaning: no parking
+    /// ([`max_parked_per_target`](Limits::max_parked_per_target)), cut off
+    /// at the first refusal
+    /// ([`max_refused_per_sender`](Limits::max_refused_per_sender)), no
+    /// hints forwarded ([`max_forwarded_hints`](Limits::max_forwarded_hints)).
+    ///
+    /// `uds-introd` checks its limits before it starts; a program that runs
+    /// a [`Server`](crate::Server) with limits of its own should call this.
+    pub fn check(&self) -> Result<(), LimitError> {
+        let refuse = |option, value: String, why| Err(LimitError { option, value, why });
+        if self.max_message_len < Self::MIN_MESSAGE_LEN {
+            return refuse(
+                "max-message",
+                self.max_message_len.to_string(),
+                "must be at least 512 bytes: the protocol's largest message without extra hints \
+                 is 372 bytes",
+            );
+        }
+        if self.max_depth < Self::MIN_DEPTH {
+            return refuse(
+                "max-depth",
+                self.max_depth.to_string(),
+                "must be at least 8: the protocol's messages nest up to 5 levels deep",
+            );
+        }
+        for (option, d) in [
+            ("registration-timeout", self.registration_timeout),
+            ("park-timeout", self.park_timeout),
+            ("send-timeout", self.send_timeout),
+        ] {
+            if d.is_zero() {
+                return refuse(
+                    option,
+                    format!("{}s", d.as_secs_f64()),
+                    "must be longer than 0: everything it bounds would expire at once",
+                );
+            }
+        }
+        for (option, n) in [
+            ("max-clients", self.max_clients),
+            ("max-clients-per-uid", self.max_clients_per_uid),
+            ("max-unregistered", self.max_unregistered),
+            ("max-unregistered-per-uid", self.max_unregistered_per_uid),
+            ("max-intros-per-sender", self.max_intros_per_sender),
+            (
+                "max-intro-bytes-per-sender",
+                self.max_intro_bytes_per_sender,
+            ),
+            ("max-intros-per-target", self.max_intros_per_target),
+            (
+                "max-intro-bytes-per-target",
+                self.max_intro_bytes_per_target,
+            ),
+            ("max-held-fds", self.max_held_fds),
+            ("max-held-bytes", self.max_held_bytes),
+        ] {
+            if n == 0 {
+                return refuse(
+                    option,
+                    "0".to_owned(),
+                    "must be at least 1: with 0 every client or intro would be refused, or every \
+                     sender paused for good",
+                );
+            }
+        }
+        if self.max_admin_connections == 0 {
+            return refuse(
+                "max-admin-connections",
+                "0".to_owned(),
+                "must be at least 1 (to have no admin socket, use --no-admin)",
+            );
+        }
+        Ok(())
+    }
+
     /// The Syrup decoder limits of the intro channel.
     pub fn syrup(&self) -> uds_syrup::Limits {
         uds_syrup::Limits {
@@ -185,6 +288,82 @@ pub struct Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_pass_the_check_and_useless_settings_do_not() {
+        Limits::default().check().unwrap();
+        let with = |f: fn(&mut Limits)| {
+            let mut l = Limits::default();
+            f(&mut l);
+            l.check()
+        };
+        let e = with(|l| l.max_message_len = 0).unwrap_err();
+        assert_eq!(e.option, "max-message");
+        assert!(
+            e.to_string()
+                .starts_with("--max-message 0: must be at least 512"),
+            "{e}"
+        );
+        assert_eq!(with(|l| l.max_depth = 7).unwrap_err().option, "max-depth");
+        let e = with(|l| l.park_timeout = Duration::ZERO).unwrap_err();
+        assert_eq!(e.option, "park-timeout");
+        assert_eq!(
+            with(|l| l.send_timeout = Duration::ZERO)
+                .unwrap_err()
+                .option,
+            "send-timeout"
+        );
+        assert_eq!(
+            with(|l| l.max_intros_per_sender = 0).unwrap_err().option,
+            "max-intros-per-sender"
+        );
+        assert_eq!(
+            with(|l| l.max_held_bytes = 0).unwrap_err().option,
+            "max-held-bytes"
+        );
+        let e = with(|l| l.max_admin_connections = 0).unwrap_err();
+        assert!(e.to_string().contains("--no-admin"), "{e}");
+        // Zero where it means something.
+        with(|l| l.max_parked_per_target = 0).unwrap();
+        with(|l| l.max_refused_per_sender = 0).unwrap();
+        with(|l| l.max_forwarded_hints = 0).unwrap();
+        // The floors themselves are accepted.
+        with(|l| {
+            l.max_message_len = Limits::MIN_MESSAGE_LEN;
+            l.max_depth = Limits::MIN_DEPTH;
+        })
+        .unwrap();
+    }
+
+    /// The floors carry every intro-protocol message of the test vectors.
+    #[test]
+    fn the_floors_carry_every_message_of_the_protocol() {
+        let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../uds-syrup/tests/vectors/wire.tsv");
+        let text = std::fs::read_to_string(&vectors).unwrap();
+        let floor = Limits {
+            max_message_len: Limits::MIN_MESSAGE_LEN,
+            max_depth: Limits::MIN_DEPTH,
+            ..Limits::default()
+        }
+        .syrup();
+        let decoder = uds_syrup::Decoder::new(floor);
+        let mut checked = 0;
+        for line in text.lines().filter(|l| l.starts_with("uds-")) {
+            let mut fields = line.split('\t');
+            let (name, hex) = (fields.next().unwrap(), fields.next().unwrap());
+            let bytes = bytes::Bytes::from(hex::decode(hex).unwrap());
+            decoder
+                .decode_exact(&bytes)
+                .unwrap_or_else(|e| panic!("{name} ({} bytes): {e}", bytes.len()));
+            checked += 1;
+        }
+        assert!(
+            checked >= 6,
+            "only {checked} messages in {}",
+            vectors.display()
+        );
+    }
 
     /// `Config::default()` used to derive `own_uid = 0`, admitting only root.
     #[test]

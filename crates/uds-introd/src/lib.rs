@@ -65,9 +65,10 @@ pub mod router;
 mod server;
 mod stats;
 
-pub use config::{Config, Limits, Policy};
+pub use config::{Config, LimitError, Limits, Policy};
 pub use listen::{
-    ActiveListener, ListenAddr, ListenError, Listener, default_socket_path, ensure_private_dir,
+    ActiveListener, ListenAddr, ListenError, Listener, MAX_SOCKET_PATH, default_socket_path,
+    ensure_private_dir,
 };
 pub use server::{PeerStatus, Server, Status};
 pub use stats::{Counters, Reason};

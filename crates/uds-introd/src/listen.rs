@@ -54,6 +54,18 @@ pub enum ListenError {
     /// An inherited socket is not a listening Unix stream socket.
     #[error("socket activation: {0}")]
     Activation(String),
+    /// The path or abstract name is longer than a Unix socket address can
+    /// hold ([`MAX_SOCKET_PATH`] bytes).
+    #[error(
+        "the socket address {path} is {len} bytes long; a Unix socket path or abstract name \
+         can have at most {MAX_SOCKET_PATH} bytes: choose a shorter one"
+    )]
+    PathTooLong {
+        /// The path, or `@` and the abstract name.
+        path: PathBuf,
+        /// Its length in bytes (without the `@`).
+        len: usize,
+    },
     /// The path has a control character (a newline would split the `ready`
     /// line and could forge its fields).
     #[error("refusing the socket path {0:?}: it contains a control character")]
@@ -67,6 +79,11 @@ pub enum ListenError {
         source: io::Error,
     },
 }
+
+/// The longest path a Unix socket can be bound to or reached at, in bytes:
+/// `sun_path` holds 108, one of them for the terminating NUL (of a path) or
+/// the leading NUL (of an abstract name).
+pub const MAX_SOCKET_PATH: usize = 107;
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ListenError {
     let what = what.into();
@@ -244,6 +261,15 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, 
     if path.to_string_lossy().chars().any(char::is_control) {
         return Err(ListenError::BadPath(path.to_owned()));
     }
+    // Before anything is created: bind would fail only after the
+    // directory had been made.
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(ListenError::PathTooLong {
+            path: path.to_owned(),
+            len,
+        });
+    }
     let dir = socket_dir(path);
     // The way there first: nothing is created under a path others control.
     check_path_to(&dir)?;
@@ -420,6 +446,12 @@ impl Listener {
     pub fn bind_abstract(name: &str) -> Result<Listener, ListenError> {
         if name.chars().any(char::is_control) {
             return Err(ListenError::BadPath(PathBuf::from(format!("@{name}"))));
+        }
+        if name.len() > MAX_SOCKET_PATH {
+            return Err(ListenError::PathTooLong {
+                path: PathBuf::from(format!("@{name}")),
+                len: name.len(),
+            });
         }
         let addr = SocketAddr::from_abstract_name(name.as_bytes())
             .map_err(io_err(format!("abstract name @{name}")))?;

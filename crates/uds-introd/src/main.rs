@@ -380,6 +380,10 @@ fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxErro
     // Systemd sockets first: they must be claimed before anything else
     // could open fds with the same numbers.
     let activated = Listener::from_activation()?;
+    // Settings that could serve nobody are refused before anything is
+    // created (a key, a directory, a socket).
+    let limits = args.limits.apply(Limits::default());
+    limits.check()?;
 
     let identity = match &args.key {
         Some(path) => {
@@ -399,7 +403,6 @@ fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxErro
     };
     let identity = Arc::new(identity);
     let own_uid = nix::unistd::geteuid().as_raw();
-    let limits = args.limits.apply(Limits::default());
     raise_fd_limit(limits.max_clients + limits.max_held_fds + 64);
     let config = Config {
         wire: args.wire,

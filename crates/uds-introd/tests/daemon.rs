@@ -434,6 +434,37 @@ async fn help_explains_every_option() {
             .unwrap()
             .contains("use \"draft\" or \"goblins\"")
     );
+    // Settings that could serve nobody are refused, naming the option,
+    // before anything is created.
+    for (opt, value, says) in [
+        ("--max-message", "0", "must be at least 512"),
+        ("--max-depth", "2", "must be at least 8"),
+        ("--park-timeout", "0s", "must be longer than 0"),
+        ("--max-intros-per-sender", "0", "must be at least 1"),
+        (
+            "--max-admin-connections",
+            "0",
+            "must be at least 1 (to have no admin socket, use --no-admin)",
+        ),
+    ] {
+        let dir = private_dir();
+        let out = Command::new(&*BIN)
+            .arg("--socket")
+            .arg(dir.path().join("run/intro.sock"))
+            .arg("--key")
+            .arg(dir.path().join("k"))
+            .args([opt, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{opt} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{opt} {value}: {says}")), "{err}");
+        assert!(!dir.path().join("k").exists(), "{opt}: a key was created");
+        assert!(
+            !dir.path().join("run").exists(),
+            "{opt}: a directory was made"
+        );
+    }
     let out = Command::new(&*BIN)
         .args(["--park-timeout", "soon"])
         .output()

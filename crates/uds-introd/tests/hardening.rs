@@ -197,6 +197,63 @@ async fn the_admin_path_never_removes_a_file() {
     assert_eq!(std::fs::read(&notes).unwrap(), b"keep me");
 }
 
+/// A socket path longer than the kernel takes (107 bytes) is refused with
+/// the limit named, before anything is created: the socket's directory used
+/// to be made (and left behind) before `bind` failed. An admin path pushed
+/// over the limit by its default `.admin` suffix is refused the same way,
+/// and the listening socket already bound is removed.
+#[tokio::test]
+async fn a_socket_path_too_long_for_the_kernel_is_refused_before_anything_is_created() {
+    let dir = private_dir();
+    let base = dir.path().as_os_str().len();
+    // Too long by itself, in a directory that does not exist yet.
+    let sub = dir.path().join("a".repeat(120 - base.min(100)));
+    let socket = sub.join("intro.sock");
+    assert!(socket.as_os_str().len() > 107);
+    let mut cmd = Command::new(&*BIN);
+    cmd.arg("--socket")
+        .arg(&socket)
+        .arg("--key")
+        .arg(dir.path().join("k"));
+    let out = run_to_exit(cmd);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at most 107"), "{err}");
+    assert!(!sub.exists(), "the socket's directory was created: {err}");
+
+    // The socket fits, its default admin path (+ ".admin") does not.
+    let name_len = 107 - base - 1;
+    let socket = dir.path().join("s".repeat(name_len));
+    assert_eq!(socket.as_os_str().len(), 107);
+    let mut cmd = Command::new(&*BIN);
+    cmd.arg("--socket")
+        .arg(&socket)
+        .arg("--key")
+        .arg(dir.path().join("k"));
+    let out = run_to_exit(cmd);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("at most 107") && err.contains("--admin PATH"),
+        "{err}"
+    );
+    assert!(
+        !socket.exists(),
+        "the listening socket was left behind: {err}"
+    );
+
+    // The same limit for an abstract name.
+    let mut cmd = Command::new(&*BIN);
+    cmd.arg("--abstract").arg("x".repeat(108)).arg("--no-admin");
+    let out = run_to_exit(cmd);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is 108 bytes long") && err.contains("at most 107"),
+        "{err}"
+    );
+}
+
 /// Regression: `--admin` in a directory others can write to is refused, as
 /// `--socket` is.
 #[tokio::test]

@@ -418,9 +418,26 @@ impl Builder {
     /// registers, accepts intros, and reconnects when the server goes away.
     /// Returns at once; see [`UdsNetlayer::registered`]. Must be called
     /// inside a tokio runtime.
+    ///
+    /// Fails, before any I/O, when no server was given
+    /// ([`NetlayerError::NoIntroServer`]) or a server's path or abstract
+    /// name is longer than a socket address can hold
+    /// ([`NetlayerError::IntroAddressTooLong`]); a server that cannot be
+    /// reached yet is not an error (it is retried in the background).
     pub fn build(self) -> Result<UdsNetlayer, NetlayerError> {
         if self.servers.is_empty() {
             return Err(NetlayerError::NoIntroServer);
+        }
+        // An address no socket can have would be retried for ever.
+        for server in &self.servers {
+            let (shown, len) = match &server.addr {
+                ServerAddr::Path(p) => (p.display().to_string(), p.as_os_str().len()),
+                ServerAddr::Abstract(name) => (format!("@{name}"), name.len()),
+                ServerAddr::Fd(_) => continue,
+            };
+            if len > crate::error::MAX_SOCKET_ADDR {
+                return Err(NetlayerError::IntroAddressTooLong { server: shown, len });
+            }
         }
         let identity = self
             .identity

@@ -9,6 +9,11 @@ use uds_handshake::HandshakeError;
 use uds_handshake::io::{ReadError, WriteError};
 use uds_syrup::{Designator, WireError};
 
+/// The longest path or abstract name of a Unix socket, in bytes:
+/// `sun_path` holds 108, one of them for the terminating NUL of a path or
+/// the leading NUL of an abstract name.
+pub const MAX_SOCKET_ADDR: usize = 107;
+
 /// Why the netlayer could not be built, connect, or accept.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -22,6 +27,18 @@ pub enum NetlayerError {
     /// `OCAPN_UDS_INTRO_FD` (or another inherited fd) is unusable.
     #[error("inherited intro socket: {0}")]
     Inherited(String),
+    /// An introduction server's path or abstract name is longer than a
+    /// Unix socket address can hold, so it could never be reached.
+    #[error(
+        "introduction server {server}: it is {len} bytes long; a Unix socket path or abstract \
+         name can have at most {MAX_SOCKET_ADDR} bytes"
+    )]
+    IntroAddressTooLong {
+        /// The path, or `@` and the abstract name.
+        server: String,
+        /// Its length in bytes (without the `@`).
+        len: usize,
+    },
     /// The locator is not a `unix-domain-socket` locator.
     #[error("cannot connect to {locator}: {source}")]
     BadLocator {

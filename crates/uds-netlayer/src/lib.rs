@@ -70,7 +70,7 @@ mod netlayer;
 
 pub use builder::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer, Security};
 pub use connection::{Connection, ConnectionInfo, Direction};
-pub use error::{Attempt, AttemptError, LinkError, NetlayerError};
+pub use error::{Attempt, AttemptError, LinkError, MAX_SOCKET_ADDR, NetlayerError};
 pub use netlayer::{NetlayerStats, ServerState, UdsNetlayer};
 /// The confinement crate used by [`Builder::confine`]: its
 /// [`Policy`](sandbox::Policy), [`SandboxMode`](sandbox::SandboxMode) and

@@ -170,6 +170,35 @@ fn connecting_to_an_unregistered_peer_fails_clearly_in_bounded_time() {
             UdsNetlayer::builder().build(),
             Err(NetlayerError::NoIntroServer)
         ));
+        // Addresses no socket can have: refused by build, not retried.
+        let name = "n".repeat(uds_netlayer::MAX_SOCKET_ADDR + 1);
+        let err = UdsNetlayer::builder()
+            .intro_abstract(&name)
+            .build()
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, NetlayerError::IntroAddressTooLong { len: 108, .. }),
+            "{err}"
+        );
+        let path = dir.path().join("p".repeat(120));
+        let err = UdsNetlayer::builder()
+            .intro_path(dir.path().join("ok.sock"))
+            .intro_path(&path)
+            .build()
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        // The longest abstract name is accepted.
+        drop(
+            UdsNetlayer::builder()
+                .intro_abstract(&name[1..])
+                .build()
+                .unwrap(),
+        );
     });
 }
 

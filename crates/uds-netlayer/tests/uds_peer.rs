@@ -233,6 +233,16 @@ fn errors_are_clear() {
         err.contains("could not register") && err.contains("is uds-introd running?"),
         "{err}"
     );
+    // An intro path no socket can have: refused at once, naming the
+    // limit, instead of retried until the registration timeout.
+    let long = dir.path().join("d".repeat(120)).join("intro.sock");
+    let out = connect(&long, &nobody, b"", &["--register-timeout", "5"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("at most 107 bytes") && !err.contains("WARN"),
+        "{err}"
+    );
     // --help covers every option.
     let help = peer(&["--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
