@@ -34,7 +34,7 @@ introduced keep working if it exits.
 When ready, it prints one line on stdout:
   uds-introd ready socket=<PATH or @NAME> id=<52-character designator> wire=<goblins|draft>
 and notifies systemd (READY=1) when NOTIFY_SOCKET is set. It shuts down
-cleanly on SIGTERM or SIGINT, removing its socket files. Logs go to stderr;
+cleanly on SIGTERM, SIGINT or SIGHUP, removing its socket files. Logs go to stderr;
 set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
 
 Once its key is loaded and its sockets are bound, it confines itself
@@ -340,7 +340,7 @@ struct Prepared {
 /// process it creates afterwards; then the multi-threaded runtime, whose
 /// threads inherit the confinement, serving until told to stop.
 fn daemon(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxError> {
-    // SIGTERM and SIGINT stay pending from here until `serve` has its
+    // SIGTERM, SIGINT and SIGHUP stay pending from here until `serve` has its
     // handlers: one arriving while sockets are bound or a `spawn` child is
     // starting must still get a clean shutdown (sockets removed, child
     // stopped), not kill the daemon. The runtime's threads inherit the
@@ -349,7 +349,7 @@ fn daemon(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxErro
     // mask of every process it starts.
     stop_signals()
         .thread_block()
-        .map_err(|e| format!("cannot block SIGTERM/SIGINT until ready: {e}"))?;
+        .map_err(|e| format!("cannot block SIGTERM/SIGINT/SIGHUP until ready: {e}"))?;
     let prepared = prepare(&args, spawn.as_deref())?;
     let report = confine(args.sandbox, &prepared)?;
     tracing::info!("{}", report.status_line());
@@ -524,22 +524,27 @@ fn notify_socket() -> Option<UnixDatagram> {
     }
 }
 
-/// Serves until SIGTERM or SIGINT, or until the `spawn` child exits.
+/// Serves until SIGTERM, SIGINT or SIGHUP, or until the `spawn` child
+/// exits.
 async fn serve(
     wire: WireProfile,
     prepared: Prepared,
     report: Report,
 ) -> Result<ExitCode, BoxError> {
-    // Handle SIGTERM/SIGINT from before the ready line on, so a supervisor
+    // Handle the stop signals from before the ready line on, so a supervisor
     // that signals right after readiness gets a clean shutdown. SIGCHLD is
     // registered before the child's state is first looked at, so that its
     // exit cannot be missed.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // A closed terminal: there is no configuration to reload, so a hangup
+    // stops the daemon, cleanly rather than by the default action (which
+    // would leave the socket files and a `spawn` child behind).
+    let mut hup = signal(SignalKind::hangup())?;
     // Handled from now on: take any that arrived while they were blocked.
     stop_signals()
         .thread_unblock()
-        .map_err(|e| format!("cannot unblock SIGTERM/SIGINT: {e}"))?;
+        .map_err(|e| format!("cannot unblock SIGTERM/SIGINT/SIGHUP: {e}"))?;
     let mut sigchld = match prepared.child {
         Some(_) => Some(signal(SignalKind::child())?),
         None => None,
@@ -604,6 +609,7 @@ async fn serve(
     let code = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); ExitCode::SUCCESS }
         _ = int.recv() => { tracing::info!("SIGINT: shutting down"); ExitCode::SUCCESS }
+        _ = hup.recv() => { tracing::info!("SIGHUP: shutting down"); ExitCode::SUCCESS }
         status = async {
             match (child.as_mut(), sigchld.as_mut()) {
                 (Some(c), Some(sigchld)) => c.exited(sigchld).await,
@@ -634,6 +640,7 @@ fn stop_signals() -> nix::sys::signal::SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
+    set.add(Signal::SIGHUP);
     set
 }
 

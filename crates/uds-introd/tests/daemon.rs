@@ -138,6 +138,21 @@ async fn killing_the_daemon_leaves_passed_sockets_working() {
     assert_eq!(&buf, b"me too");
 }
 
+/// SIGINT (Ctrl-C) and SIGHUP (the terminal closed) stop the daemon as
+/// cleanly as SIGTERM: exit 0, socket files removed. SIGHUP used to kill
+/// it outright, leaving both socket files behind.
+#[tokio::test]
+async fn sigint_and_sighup_are_clean_shutdowns_too() {
+    use nix::sys::signal::Signal;
+    for signal in [Signal::SIGINT, Signal::SIGHUP] {
+        let dir = private_dir();
+        let mut d = Daemon::start(dir.path(), &[]);
+        assert_eq!(d.stop_with(signal).code(), Some(0), "{signal}");
+        assert!(!d.socket.exists(), "{signal}: the socket file is left");
+        assert!(!d.admin.exists(), "{signal}: the admin socket file is left");
+    }
+}
+
 #[tokio::test]
 async fn a_restart_with_the_same_key_keeps_the_same_id() {
     let dir = private_dir();

@@ -324,9 +324,15 @@ impl Daemon {
 
     /// SIGTERM, and the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends `signal` and waits (bounded) for the daemon to exit.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
         let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        // Bounded: a daemon that ignores SIGTERM fails the test, not hangs it.
+        nix::sys::signal::kill(pid, signal).unwrap();
+        // Bounded: a daemon that ignores the signal fails the test, not
+        // hangs it.
         let start = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -335,7 +341,7 @@ impl Daemon {
             if start.elapsed() > PATIENCE {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("the daemon did not exit within {PATIENCE:?} of SIGTERM");
+                panic!("the daemon did not exit within {PATIENCE:?} of {signal}");
             }
             std::thread::sleep(Duration::from_millis(10));
         }
