@@ -49,6 +49,8 @@ pub(crate) struct Link {
 pub(crate) struct Registered {
     pub(crate) server: Designator,
     pub(crate) writer: IntroWriter,
+    /// When the server accepted the registration.
+    pub(crate) since: std::time::Instant,
 }
 
 pub(crate) struct LinkCtx {
@@ -95,6 +97,8 @@ impl<T> Drop for AbortOnDrop<T> {
 /// Keeps one server link alive: connect, register, serve, reconnect.
 pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
     let mut delay = ctx.settings.backoff_min;
+    // Registrations in a row that the server ended soon after accepting.
+    let mut cut_short_run = 0u32;
     loop {
         if ctx.shutdown.is_cancelled() {
             return;
@@ -103,21 +107,48 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
             _ = ctx.shutdown.cancelled() => return,
             r = session(&link, &ctx) => r,
         };
-        let was_registered = {
+        let registered_for = {
             // The change and its notification in one step (see below).
             let mut state = lock(&link.state);
-            let was = state.take().is_some();
-            if was {
+            let was = state.take().map(|r| r.since.elapsed());
+            if was.is_some() {
                 ctx.bump();
             }
             was
         };
-        if was_registered {
+        // Registrations the server ends soon after accepting them, without
+        // an error, again and again (the reconnect in between succeeding):
+        // most likely another process registered with the same identity,
+        // and the two replace each other at the server. Going on backing
+        // off (instead of re-registering at once) keeps the two from taking
+        // turns ten times a second. One such end alone is not counted: a
+        // server restarting soon after we registered looks the same.
+        let ended_soon = matches!(outcome, Ok(()))
+            && registered_for.is_some_and(|t| t < ctx.settings.backoff_max * 2);
+        cut_short_run = if ended_soon { cut_short_run + 1 } else { 0 };
+        let cut_short = cut_short_run >= 2;
+        if cut_short {
+            let n = ctx.stats.registration_cut_short();
+            let lasted = registered_for.unwrap_or_default();
+            if loud(n) {
+                tracing::warn!(
+                    server = %link.describe,
+                    times = n,
+                    "the introduction server ended our registration {lasted:.1?} after accepting \
+                     it: is another process registered with the same identity (key)? The server \
+                     keeps only the newer of two registrations of one identity, so the two \
+                     replace each other; reconnecting with backoff"
+                );
+            } else {
+                tracing::debug!(server = %link.describe, times = n, "registration ended {lasted:.1?} after it was accepted");
+            }
+        } else if registered_for.is_some() {
             // A session that registered starts the backoff over, however
             // it ended: the server was fine until now.
             delay = ctx.settings.backoff_min;
         }
         match outcome {
+            Ok(()) if cut_short => {}
             Ok(()) => {
                 tracing::info!(server = %link.describe, "the introduction server went away; reconnecting");
             }
@@ -260,7 +291,11 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
         // `registered_servers()` also sees the `server_changes()` value
         // that announced it.
         let mut state = lock(&link.state);
-        *state = Some(Registered { server, writer });
+        *state = Some(Registered {
+            server,
+            writer,
+            since: std::time::Instant::now(),
+        });
         ctx.bump();
     }
     tracing::debug!(server = %server, shape = %shape, "answered the server in its shape");

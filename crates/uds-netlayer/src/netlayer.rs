@@ -28,9 +28,16 @@ pub(crate) struct Stats {
     handshakes_failed: AtomicU64,
     handshakes_dropped: AtomicU64,
     link_failures: AtomicU64,
+    registrations_cut_short: AtomicU64,
 }
 
 impl Stats {
+    /// Counts one registration the server ended soon after accepting it;
+    /// returns the total.
+    pub(crate) fn registration_cut_short(&self) -> u64 {
+        self.registrations_cut_short.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Counts one incoming connection closed for lack of room; returns
     /// the total.
     pub(crate) fn incoming_dropped(&self) -> u64 {
@@ -81,6 +88,14 @@ pub struct NetlayerStats {
     /// was away, refused us, had the wrong key or uid, ...); the netlayer
     /// retries with backoff.
     pub link_failures: u64,
+    /// Registrations that a server ended (closing the connection without an
+    /// error) within twice the maximum backoff of accepting them, each the
+    /// second or later of such registrations in a row. The usual
+    /// cause is another process registered with the same identity: the
+    /// server keeps the newer of two registrations of one designator, so
+    /// the two replace each other. The netlayer then keeps backing off
+    /// instead of re-registering at once, and warns.
+    pub registrations_cut_short: u64,
 }
 
 pub(crate) struct Inner {
@@ -197,6 +212,7 @@ impl UdsNetlayer {
             handshakes_failed: s.handshakes_failed.load(Ordering::Relaxed),
             handshakes_dropped: s.handshakes_dropped.load(Ordering::Relaxed),
             link_failures: s.link_failures.load(Ordering::Relaxed),
+            registrations_cut_short: s.registrations_cut_short.load(Ordering::Relaxed),
         }
     }
 

@@ -400,3 +400,41 @@ fn stats_start_at_zero() {
         drop(Arc::new(a));
     });
 }
+
+/// Two netlayers with one identity (one key started twice): the server
+/// keeps the newer of two registrations of a designator, so they replace
+/// each other. They used to take turns at the minimum backoff (ten times a
+/// second and more) for as long as both ran, without a word; now each keeps
+/// backing off, counts it, and warns.
+#[test]
+fn two_processes_with_one_identity_do_not_take_turns_at_full_speed() {
+    no_leak(|| async {
+        let dir = private_dir();
+        let d = Daemon::start(dir.path(), "intro", &[]);
+        let id = Arc::new(Identity::generate());
+        let build = || {
+            UdsNetlayer::builder()
+                .identity(id.clone())
+                .intro_path(&d.socket)
+                .build()
+                .unwrap()
+        };
+        let a = build();
+        registered_with(&a, 1).await;
+        let b = build();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let status = d.status();
+        let replaced: u64 = status
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("replaced="))
+            .unwrap_or("0")
+            .parse()
+            .unwrap();
+        let cut_short = a.stats().registrations_cut_short + b.stats().registrations_cut_short;
+        // At the minimum backoff (100 ms) that is 60 and more in 6 s; with
+        // the backoff growing to its maximum (5 s), about ten.
+        assert!(replaced >= 2, "they did not meet: {status}");
+        assert!(replaced < 30, "{replaced} replacements in 6 s: {status}");
+        assert!(cut_short >= 1, "{:?} {:?}", a.stats(), b.stats());
+    });
+}
