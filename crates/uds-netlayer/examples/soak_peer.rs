@@ -217,8 +217,8 @@ async fn peer(args: &Args) -> Result<(), BoxError> {
                     ["stats"] => {
                         let s = net.stats();
                         println!(
-                            "stats incoming-dropped={} incoming-refused={} handshakes-failed={} handshakes-dropped={}",
-                            s.incoming_dropped, s.incoming_refused, s.handshakes_failed, s.handshakes_dropped
+                            "stats incoming-dropped={} incoming-refused={} handshakes-failed={} handshakes-dropped={} registrations-cut-short={}",
+                            s.incoming_dropped, s.incoming_refused, s.handshakes_failed, s.handshakes_dropped, s.registrations_cut_short
                         );
                     }
                     ["quit"] => break,
