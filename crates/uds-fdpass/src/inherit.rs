@@ -110,7 +110,8 @@ pub enum InheritError {
     Activation(String),
     /// A system call failed while taking the fd (marking it close-on-exec).
     /// Nothing was taken: this fd and any others of the same call are left
-    /// open.
+    /// open and unclaimed (those handled before it stay marked
+    /// close-on-exec).
     #[error("inherited fd {fd}: {source}")]
     Io {
         /// The number.

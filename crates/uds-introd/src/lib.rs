@@ -67,8 +67,8 @@ mod stats;
 
 pub use config::{Config, LimitError, Limits, Policy};
 pub use listen::{
-    ActiveListener, ListenAddr, ListenError, Listener, MAX_SOCKET_PATH, default_socket_path,
-    ensure_private_dir,
+    ActiveListener, ListenAddr, ListenError, Listener, MAX_SOCKET_PATH, check_abstract_name,
+    check_socket_path, default_socket_path, ensure_private_dir,
 };
 pub use server::{PeerStatus, Server, Status};
 pub use stats::{Counters, Reason};

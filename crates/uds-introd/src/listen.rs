@@ -85,6 +85,32 @@ pub enum ListenError {
 /// the leading NUL (of an abstract name).
 pub const MAX_SOCKET_PATH: usize = 107;
 
+/// Refuses a socket path longer than [`MAX_SOCKET_PATH`] bytes, which no
+/// socket can be bound to; binding checks this too, but a caller can check
+/// first, before it creates anything else.
+pub fn check_socket_path(path: &Path) -> Result<(), ListenError> {
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(ListenError::PathTooLong {
+            path: path.to_owned(),
+            len,
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an abstract socket name (without the leading NUL) longer than
+/// [`MAX_SOCKET_PATH`] bytes.
+pub fn check_abstract_name(name: &str) -> Result<(), ListenError> {
+    if name.len() > MAX_SOCKET_PATH {
+        return Err(ListenError::PathTooLong {
+            path: PathBuf::from(format!("@{name}")),
+            len: name.len(),
+        });
+    }
+    Ok(())
+}
+
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> ListenError {
     let what = what.into();
     move |source| ListenError::Io { what, source }
@@ -263,13 +289,7 @@ pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, 
     }
     // Before anything is created: bind would fail only after the
     // directory had been made.
-    let len = path.as_os_str().len();
-    if len > MAX_SOCKET_PATH {
-        return Err(ListenError::PathTooLong {
-            path: path.to_owned(),
-            len,
-        });
-    }
+    check_socket_path(path)?;
     let dir = socket_dir(path);
     // The way there first: nothing is created under a path others control.
     check_path_to(&dir)?;
@@ -447,12 +467,7 @@ impl Listener {
         if name.chars().any(char::is_control) {
             return Err(ListenError::BadPath(PathBuf::from(format!("@{name}"))));
         }
-        if name.len() > MAX_SOCKET_PATH {
-            return Err(ListenError::PathTooLong {
-                path: PathBuf::from(format!("@{name}")),
-                len: name.len(),
-            });
-        }
+        check_abstract_name(name)?;
         let addr = SocketAddr::from_abstract_name(name.as_bytes())
             .map_err(io_err(format!("abstract name @{name}")))?;
         let std = StdListener::bind_addr(&addr).map_err(|e| {

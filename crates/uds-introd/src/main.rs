@@ -34,7 +34,8 @@ introduced keep working if it exits.
 When ready, it prints one line on stdout:
   uds-introd ready socket=<PATH or @NAME> id=<52-character designator> wire=<goblins|draft>
 and notifies systemd (READY=1) when NOTIFY_SOCKET is set. It shuts down
-cleanly on SIGTERM, SIGINT or SIGHUP, removing its socket files. Logs go to stderr;
+cleanly on SIGTERM, SIGINT or SIGHUP (unless started with SIGHUP ignored,
+as by nohup), removing its socket files. Logs go to stderr;
 set RUST_LOG (e.g. RUST_LOG=debug) for more detail.
 
 Once its key is loaded and its sockets are bound, it confines itself
@@ -347,7 +348,10 @@ fn daemon(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxErro
     // mask; `serve` unblocks them on this thread, which then takes them.
     // Children do not inherit it: the standard library clears the signal
     // mask of every process it starts.
-    stop_signals()
+    // SIGHUP counts only if it is not ignored already (as under `nohup`):
+    // a handler would replace the inherited disposition.
+    let hangup = !sighup_ignored();
+    stop_signals(hangup)
         .thread_block()
         .map_err(|e| format!("cannot block SIGTERM/SIGINT/SIGHUP until ready: {e}"))?;
     let prepared = prepare(&args, spawn.as_deref())?;
@@ -358,7 +362,40 @@ fn daemon(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxErro
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(serve(args.wire, prepared, report))
+    runtime.block_on(serve(args.wire, prepared, report, hangup))
+}
+
+/// Refuses socket addresses too long for the kernel (the listening socket
+/// and the admin socket, given or default) before anything is created: a
+/// key, a directory or another socket.
+fn check_addresses(args: &RunArgs, spawn: bool, activated: bool) -> Result<(), BoxError> {
+    let mut socket = None;
+    if !activated {
+        if let Some(name) = &args.abstract_name {
+            uds_introd::check_abstract_name(name)?;
+        } else if let Some(path) = &args.socket {
+            socket = Some(path.clone());
+        } else if !spawn {
+            socket = default_socket_path().ok();
+        }
+    }
+    if let Some(path) = &socket {
+        uds_introd::check_socket_path(path)?;
+    }
+    if !args.no_admin
+        && let Some(admin) = args
+            .admin
+            .clone()
+            .or_else(|| socket.as_deref().map(default_admin_path))
+    {
+        uds_introd::check_socket_path(&admin).map_err(|e| {
+            format!(
+                "admin socket {}: {e} (pass --admin PATH or --no-admin)",
+                admin.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// The daemon's confinement: no filesystem access except removing the
@@ -384,6 +421,7 @@ fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxErro
     // created (a key, a directory, a socket).
     let limits = args.limits.apply(Limits::default());
     limits.check()?;
+    check_addresses(args, spawn.is_some(), !activated.is_empty())?;
 
     let identity = match &args.key {
         Some(path) => {
@@ -530,6 +568,7 @@ async fn serve(
     wire: WireProfile,
     prepared: Prepared,
     report: Report,
+    hangup: bool,
 ) -> Result<ExitCode, BoxError> {
     // Handle the stop signals from before the ready line on, so a supervisor
     // that signals right after readiness gets a clean shutdown. SIGCHLD is
@@ -539,10 +578,14 @@ async fn serve(
     let mut int = signal(SignalKind::interrupt())?;
     // A closed terminal: there is no configuration to reload, so a hangup
     // stops the daemon, cleanly rather than by the default action (which
-    // would leave the socket files and a `spawn` child behind).
-    let mut hup = signal(SignalKind::hangup())?;
+    // would leave the socket files and a `spawn` child behind) — unless it
+    // was started with SIGHUP ignored, which stays so.
+    let mut hup = match hangup {
+        true => Some(signal(SignalKind::hangup())?),
+        false => None,
+    };
     // Handled from now on: take any that arrived while they were blocked.
-    stop_signals()
+    stop_signals(hangup)
         .thread_unblock()
         .map_err(|e| format!("cannot unblock SIGTERM/SIGINT/SIGHUP: {e}"))?;
     let mut sigchld = match prepared.child {
@@ -609,7 +652,12 @@ async fn serve(
     let code = tokio::select! {
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); ExitCode::SUCCESS }
         _ = int.recv() => { tracing::info!("SIGINT: shutting down"); ExitCode::SUCCESS }
-        _ = hup.recv() => { tracing::info!("SIGHUP: shutting down"); ExitCode::SUCCESS }
+        _ = async {
+            match hup.as_mut() {
+                Some(hup) => hup.recv().await,
+                None => std::future::pending().await,
+            }
+        } => { tracing::info!("SIGHUP: shutting down"); ExitCode::SUCCESS }
         status = async {
             match (child.as_mut(), sigchld.as_mut()) {
                 (Some(c), Some(sigchld)) => c.exited(sigchld).await,
@@ -634,14 +682,30 @@ async fn serve(
     Ok(code)
 }
 
-/// The signals that stop the daemon.
-fn stop_signals() -> nix::sys::signal::SigSet {
+/// The signals that stop the daemon: SIGTERM, SIGINT and (if `hangup`)
+/// SIGHUP.
+fn stop_signals(hangup: bool) -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGINT);
-    set.add(Signal::SIGHUP);
+    if hangup {
+        set.add(Signal::SIGHUP);
+    }
     set
+}
+
+/// Whether this process started with SIGHUP ignored (`nohup`, or a parent
+/// that ignores it): bit 0 of `SigIgn:` in `/proc/self/status`. False when
+/// that cannot be read.
+fn sighup_ignored() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let mask = status.lines().find_map(|l| l.strip_prefix("SigIgn:"))?;
+            u64::from_str_radix(mask.trim(), 16).ok()
+        })
+        .is_some_and(|mask| mask & 1 << (nix::libc::SIGHUP - 1) != 0)
 }
 
 /// Raises the soft fd limit to the hard one; warns if even that is below

@@ -127,7 +127,11 @@ fn client_as(uid: u32, socket: &std::path::Path) -> String {
     let exe = socket.parent().unwrap().join("uid-client");
     if !exe.exists() {
         let me = std::env::current_exe().unwrap();
-        if std::fs::hard_link(&me, &exe).is_err() {
+        // A link shares the file's mode: it must be executable by others.
+        let linked = std::fs::hard_link(&me, &exe).is_ok()
+            && std::fs::metadata(&exe).unwrap().permissions().mode() & 0o005 == 0o005;
+        if !linked {
+            let _ = std::fs::remove_file(&exe);
             std::fs::copy(&me, &exe).unwrap();
             std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
         }

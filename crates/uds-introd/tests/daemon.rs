@@ -153,6 +153,43 @@ async fn sigint_and_sighup_are_clean_shutdowns_too() {
     }
 }
 
+/// Started with SIGHUP ignored (as by `nohup`), the daemon keeps ignoring
+/// it: it still serves after a hangup, and stops on SIGTERM.
+#[tokio::test]
+async fn a_daemon_started_with_sighup_ignored_keeps_ignoring_it() {
+    use std::io::BufRead;
+    let dir = private_dir();
+    let socket = dir.path().join("intro.sock");
+    // A trap that ignores a signal is inherited as ignored across exec.
+    let mut daemon = KillOnDrop(
+        Command::new("sh")
+            .arg("-c")
+            .arg("trap '' HUP; exec \"$0\" --socket \"$1\"")
+            .arg(&*BIN)
+            .arg(&socket)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut ready = String::new();
+    std::io::BufReader::new(daemon.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert!(ready.starts_with("uds-introd ready"), "{ready:?}");
+    let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    // Still there: it answers a status request, and has not exited.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let admin = uds_introd::admin::default_admin_path(&socket);
+    let status = uds_introd::admin::request(&admin, "status").await.unwrap();
+    assert!(status.contains("id: "), "{status}");
+    assert!(daemon.try_wait().unwrap().is_none(), "SIGHUP stopped it");
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(daemon.wait().unwrap().code(), Some(0));
+    assert!(!socket.exists());
+}
+
 #[tokio::test]
 async fn a_restart_with_the_same_key_keeps_the_same_id() {
     let dir = private_dir();
@@ -232,11 +269,24 @@ async fn status_lists_registered_peers() {
         );
         assert!(status.contains(&line), "{status}");
     }
-    // In designator order (of the keys' bytes).
-    let mut by_key = [pair.a.identity.designator(), pair.b.identity.designator()];
+    // In designator order (of the keys' bytes), with a few more peers so
+    // that an unsorted list would show.
+    let mut more = Vec::new();
+    for _ in 0..4 {
+        let id = std::sync::Arc::new(Identity::generate());
+        more.push(Client::register_as(&d.socket, id, WireProfile::Draft).await);
+    }
+    let status = d.status().await;
+    let mut by_key: Vec<_> = [&pair.a, &pair.b]
+        .into_iter()
+        .chain(&more)
+        .map(|c| c.identity.designator())
+        .collect();
     by_key.sort_by_key(|d| *d.key_bytes());
     let at = |d: &uds_syrup::Designator| status.find(&format!("peer: {d}")).unwrap();
-    assert!(at(&by_key[0]) < at(&by_key[1]), "{status}");
+    for w in by_key.windows(2) {
+        assert!(at(&w[0]) < at(&w[1]), "{status}");
+    }
     // The same through the command-line client.
     let out = Command::new(&*BIN)
         .arg("status")
@@ -246,7 +296,7 @@ async fn status_lists_registered_peers() {
         .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("registered: 2"), "{text}");
+    assert!(text.contains("registered: 6"), "{text}");
     // A missing admin socket gives a clear error.
     let out = Command::new(&*BIN)
         .args(["status", "--admin"])

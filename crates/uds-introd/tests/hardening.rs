@@ -198,10 +198,10 @@ async fn the_admin_path_never_removes_a_file() {
 }
 
 /// A socket path longer than the kernel takes (107 bytes) is refused with
-/// the limit named, before anything is created: the socket's directory used
-/// to be made (and left behind) before `bind` failed. An admin path pushed
-/// over the limit by its default `.admin` suffix is refused the same way,
-/// and the listening socket already bound is removed.
+/// the limit named, before anything is created (key, directory, socket):
+/// the socket's directory used to be made (and left behind) before `bind`
+/// failed. An admin path pushed over the limit by its default `.admin`
+/// suffix is refused the same way.
 #[tokio::test]
 async fn a_socket_path_too_long_for_the_kernel_is_refused_before_anything_is_created() {
     let dir = private_dir();
@@ -220,10 +220,13 @@ async fn a_socket_path_too_long_for_the_kernel_is_refused_before_anything_is_cre
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("at most 107"), "{err}");
     assert!(!sub.exists(), "the socket's directory was created: {err}");
+    assert!(!dir.path().join("k").exists(), "a key was created: {err}");
 
-    // The socket fits, its default admin path (+ ".admin") does not.
-    let name_len = 107 - base - 1;
-    let socket = dir.path().join("s".repeat(name_len));
+    // The socket fits, its default admin path (+ ".admin") does not; the
+    // socket's directory does not exist yet.
+    let sub = dir.path().join("d");
+    let name_len = 107 - base - 3;
+    let socket = sub.join("s".repeat(name_len));
     assert_eq!(socket.as_os_str().len(), 107);
     let mut cmd = Command::new(&*BIN);
     cmd.arg("--socket")
@@ -237,10 +240,8 @@ async fn a_socket_path_too_long_for_the_kernel_is_refused_before_anything_is_cre
         err.contains("at most 107") && err.contains("--admin PATH"),
         "{err}"
     );
-    assert!(
-        !socket.exists(),
-        "the listening socket was left behind: {err}"
-    );
+    assert!(!sub.exists(), "the socket's directory was created: {err}");
+    assert!(!dir.path().join("k").exists(), "a key was created: {err}");
 
     // The same limit for an abstract name.
     let mut cmd = Command::new(&*BIN);

@@ -124,7 +124,7 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
         // turns ten times a second. One such end alone is not counted: a
         // server restarting soon after we registered looks the same.
         let ended_soon = matches!(outcome, Ok(()))
-            && registered_for.is_some_and(|t| t < ctx.settings.backoff_max * 2);
+            && registered_for.is_some_and(|t| t < ctx.settings.backoff_max.saturating_mul(2));
         cut_short_run = if ended_soon { cut_short_run + 1 } else { 0 };
         let cut_short = cut_short_run >= 2;
         if cut_short {
@@ -135,9 +135,10 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
                     server = %link.describe,
                     times = n,
                     "the introduction server ended our registration {lasted:.1?} after accepting \
-                     it: is another process registered with the same identity (key)? The server \
-                     keeps only the newer of two registrations of one identity, so the two \
-                     replace each other; reconnecting with backoff"
+                     it, again. Most often another process is registered with the same identity \
+                     (key): the server keeps only the newer of two registrations of one \
+                     identity, so the two replace each other. Otherwise the server's log says \
+                     why it disconnected us. Reconnecting with backoff"
                 );
             } else {
                 tracing::debug!(server = %link.describe, times = n, "registration ended {lasted:.1?} after it was accepted");

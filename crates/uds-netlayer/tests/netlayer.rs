@@ -434,7 +434,11 @@ fn an_intro_server_running_as_another_user_is_refused_unless_allowed() {
         // checkout lives: a hard link where the temporary directory is on
         // the same filesystem (no space needed), a copy otherwise.
         let bin = dir.path().join("uds-introd");
-        if std::fs::hard_link(introd_bin(), &bin).is_err() {
+        // A link shares the file's mode: it must be executable by others.
+        let linked = std::fs::hard_link(introd_bin(), &bin).is_ok()
+            && std::fs::metadata(&bin).unwrap().permissions().mode() & 0o005 == 0o005;
+        if !linked {
+            let _ = std::fs::remove_file(&bin);
             std::fs::copy(introd_bin(), &bin).unwrap();
             std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
