@@ -85,10 +85,14 @@ pub enum ListenError {
 /// the leading NUL (of an abstract name).
 pub const MAX_SOCKET_PATH: usize = 107;
 
-/// Refuses a socket path longer than [`MAX_SOCKET_PATH`] bytes, which no
-/// socket can be bound to; binding checks this too, but a caller can check
-/// first, before it creates anything else.
+/// Refuses a socket path with a control character (see
+/// [`ListenError::BadPath`]) or longer than [`MAX_SOCKET_PATH`] bytes, which
+/// no socket can be bound to. Binding checks both too, but a caller can
+/// check first, before it creates anything else.
 pub fn check_socket_path(path: &Path) -> Result<(), ListenError> {
+    if path.to_string_lossy().chars().any(char::is_control) {
+        return Err(ListenError::BadPath(path.to_owned()));
+    }
     let len = path.as_os_str().len();
     if len > MAX_SOCKET_PATH {
         return Err(ListenError::PathTooLong {
@@ -99,9 +103,12 @@ pub fn check_socket_path(path: &Path) -> Result<(), ListenError> {
     Ok(())
 }
 
-/// Refuses an abstract socket name (without the leading NUL) longer than
-/// [`MAX_SOCKET_PATH`] bytes.
+/// Refuses an abstract socket name (without the leading NUL) with a
+/// control character or longer than [`MAX_SOCKET_PATH`] bytes.
 pub fn check_abstract_name(name: &str) -> Result<(), ListenError> {
+    if name.chars().any(char::is_control) {
+        return Err(ListenError::BadPath(PathBuf::from(format!("@{name}"))));
+    }
     if name.len() > MAX_SOCKET_PATH {
         return Err(ListenError::PathTooLong {
             path: PathBuf::from(format!("@{name}")),
@@ -284,9 +291,6 @@ fn lock_dir(dir: &Path) -> Result<DirLock, ListenError> {
 /// The probe never blocks. The directory stays locked until the returned
 /// guard is dropped: keep it until the new socket listens.
 pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, ListenError> {
-    if path.to_string_lossy().chars().any(char::is_control) {
-        return Err(ListenError::BadPath(path.to_owned()));
-    }
     // Before anything is created: bind would fail only after the
     // directory had been made.
     check_socket_path(path)?;
@@ -464,9 +468,6 @@ impl Listener {
     /// `/proc/net/unix`, and anyone can bind the name once this daemon exits:
     /// clients must not trust the name alone (pin the server's key).
     pub fn bind_abstract(name: &str) -> Result<Listener, ListenError> {
-        if name.chars().any(char::is_control) {
-            return Err(ListenError::BadPath(PathBuf::from(format!("@{name}"))));
-        }
         check_abstract_name(name)?;
         let addr = SocketAddr::from_abstract_name(name.as_bytes())
             .map_err(io_err(format!("abstract name @{name}")))?;

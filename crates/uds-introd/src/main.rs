@@ -391,7 +391,7 @@ fn check_addresses(args: &RunArgs, spawn: bool, activated: bool) -> Result<(), B
         uds_introd::check_socket_path(&admin).map_err(|e| {
             format!(
                 "admin socket {}: {e} (pass --admin PATH or --no-admin)",
-                admin.display()
+                ListenAddr::Path(admin.clone())
             )
         })?;
     }
@@ -500,9 +500,10 @@ fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxErro
     };
     let admin = match &admin_path {
         Some(p) => Some(AdminSocket::bind(p).map_err(|e| {
+            // Escaped: a control character must not split the line.
             format!(
                 "admin socket {}: {e} (pass --admin PATH or --no-admin)",
-                p.display()
+                ListenAddr::Path(p.clone())
             )
         })?),
         None => None,

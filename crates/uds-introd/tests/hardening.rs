@@ -562,6 +562,8 @@ async fn a_control_character_in_a_path_is_refused() {
         assert!(out.stdout.is_empty(), "no ready line: {args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("control character"), "{err}");
+        // Not on stderr either: the path is shown escaped.
+        assert!(!err.contains("\nuds-introd ready"), "{err}");
     }
 }
 
