@@ -276,6 +276,9 @@ async fn status_lists_registered_peers() {
         let id = std::sync::Arc::new(Identity::generate());
         more.push(Client::register_as(&d.socket, id, WireProfile::Draft).await);
     }
+    // A client is done once it sent its signature; the daemon may not have
+    // read it yet.
+    d.wait_counter("registered", 6).await;
     let status = d.status().await;
     let mut by_key: Vec<_> = [&pair.a, &pair.b]
         .into_iter()

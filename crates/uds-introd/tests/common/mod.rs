@@ -287,7 +287,6 @@ impl Daemon {
         panic!("no counter {name} in\n{status}")
     }
 
-    /// Waits until a counter reaches `at_least`.
     /// Waits until a counter is down to `at_most`.
     pub async fn wait_counter_down(&self, name: &str, at_most: u64) {
         let start = Instant::now();
@@ -303,6 +302,7 @@ impl Daemon {
         }
     }
 
+    /// Waits until a counter reaches `at_least`.
     pub async fn wait_counter(&self, name: &str, at_least: u64) {
         let start = Instant::now();
         while self.counter(name).await < at_least {
