@@ -50,7 +50,7 @@ fn stderr_report() -> String {
     for tail in tails {
         // The reader ends at the stopped process's end of file; a process
         // that left a child holding its stderr is not waited for long.
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let deadline = Instant::now() + Duration::from_secs(5);
         while !tail.reader.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
         }
