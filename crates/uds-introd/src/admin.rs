@@ -252,10 +252,16 @@ pub fn render_status(s: &Status) -> String {
 /// Sends `command` to the admin socket at `path` and returns the reply text.
 pub async fn request(path: &Path, command: &str) -> io::Result<String> {
     let conn = UnixSeqpacket::connect(path).await.map_err(|e| {
+        let hint = match e.kind() {
+            io::ErrorKind::PermissionDenied => {
+                "the admin socket is private to the user the daemon runs as: run this as that user"
+            }
+            _ => "is uds-introd running? pass --admin PATH",
+        };
         io::Error::new(
             e.kind(),
             format!(
-                "cannot reach the admin socket {}: {e} (is uds-introd running? pass --admin PATH)",
+                "cannot reach the admin socket {}: {e} ({hint})",
                 path.display()
             ),
         )

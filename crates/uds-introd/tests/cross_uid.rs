@@ -177,6 +177,30 @@ async fn a_client_from_a_disallowed_uid() {
     assert_eq!(admitted, "RESULT registered");
     pair.still_works().await;
     d.wait_fds(baseline).await;
+    // `status` from another user: the admin socket is private, and the
+    // error says so rather than asking whether the daemon runs.
+    let bin = dir.path().join("uds-introd");
+    let linked = std::fs::hard_link(&*BIN, &bin).is_ok()
+        && std::fs::metadata(&bin).unwrap().permissions().mode() & 0o005 == 0o005;
+    if !linked {
+        let _ = std::fs::remove_file(&bin);
+        std::fs::copy(&*BIN, &bin).unwrap();
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let out = Command::new(&bin)
+        .arg("status")
+        .arg("--socket")
+        .arg(&d.socket)
+        .uid(4242)
+        .gid(4242)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("Permission denied") && err.contains("run this as that user"),
+        "{err}"
+    );
     drop(d);
 
     // A socket directory the daemon creates lets the admitted user in.
