@@ -126,15 +126,7 @@ fn client_as(uid: u32, socket: &std::path::Path) -> String {
     // temporary directory is on the same filesystem, a copy otherwise.
     let exe = socket.parent().unwrap().join("uid-client");
     if !exe.exists() {
-        let me = std::env::current_exe().unwrap();
-        // A link shares the file's mode: it must be executable by others.
-        let linked = std::fs::hard_link(&me, &exe).is_ok()
-            && std::fs::metadata(&exe).unwrap().permissions().mode() & 0o005 == 0o005;
-        if !linked {
-            let _ = std::fs::remove_file(&exe);
-            std::fs::copy(&me, &exe).unwrap();
-            std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-        }
+        executable_by_all(&std::env::current_exe().unwrap(), &exe);
     }
     let out = Command::new(&exe)
         .env(MODE, socket)
@@ -180,13 +172,7 @@ async fn a_client_from_a_disallowed_uid() {
     // `status` from another user: the admin socket is private, and the
     // error says so rather than asking whether the daemon runs.
     let bin = dir.path().join("uds-introd");
-    let linked = std::fs::hard_link(&*BIN, &bin).is_ok()
-        && std::fs::metadata(&bin).unwrap().permissions().mode() & 0o005 == 0o005;
-    if !linked {
-        let _ = std::fs::remove_file(&bin);
-        std::fs::copy(&*BIN, &bin).unwrap();
-        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    executable_by_all(std::path::Path::new(&*BIN), &bin);
     let out = Command::new(&bin)
         .arg("status")
         .arg("--socket")

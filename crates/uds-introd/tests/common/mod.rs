@@ -596,3 +596,18 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `src` at `dst`, executable by every user (for running it as another
+/// one wherever the checkout lives): a hard link where `dst` is on the same
+/// filesystem and the file is already executable by others, a copy (mode
+/// 0755) otherwise.
+pub fn executable_by_all(src: &Path, dst: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let linked = std::fs::hard_link(src, dst).is_ok()
+        && std::fs::metadata(dst).unwrap().permissions().mode() & 0o005 == 0o005;
+    if !linked {
+        let _ = std::fs::remove_file(dst);
+        std::fs::copy(src, dst).unwrap();
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
