@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -74,6 +74,9 @@ struct Shared {
     shutdown: CancellationToken,
     started: Instant,
     started_wall: SystemTime,
+    /// Clients closed so far, per reason (`Reason::index`), as logged:
+    /// the count that throttles the log (see `Session::log_end`).
+    closes_logged: [AtomicU64; Reason::ALL.len()],
 }
 
 /// The router and the handles of the sessions it talks about.
@@ -300,6 +303,7 @@ impl Server {
             shutdown: CancellationToken::new(),
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            closes_logged: std::array::from_fn(|_| AtomicU64::new(0)),
         });
         tokio::spawn(run_timers(shared.clone()));
         Server { shared }
@@ -525,22 +529,48 @@ impl Session {
             drop(core);
             write_direct(&self.shared, direct);
         }
-        self.log_end(end);
+        // How many clients were closed for this reason so far, this one
+        // included, in the order their sessions ended.
+        let refused = match &end {
+            End::Closed(reason, _) | End::Refused(reason, _) => {
+                self.shared.closes_logged[reason.index()].fetch_add(1, Ordering::Relaxed) + 1
+            }
+            _ => 0,
+        };
+        self.log_end(end, refused);
     }
 
-    fn log_end(&self, end: End) {
+    /// Logs how the session ended. A client closed for a reason is a
+    /// warning the 1st, 2nd, 4th... time for that reason and a debug line
+    /// otherwise (with the count in each): clients misbehaving in a loop,
+    /// or two processes with one identity replacing each other, cannot
+    /// flood the log.
+    fn log_end(&self, end: End, refused: u64) {
         let peer = self.peer.map(|d| d.to_string()).unwrap_or_default();
         let conn = self.id.get();
         match end {
             End::Closed(reason, why) | End::Refused(reason, why) => {
-                tracing::warn!(
-                    conn,
-                    pid = self.creds.pid,
-                    uid = self.creds.uid,
-                    peer,
-                    reason = reason.name(),
-                    "closed a client: {why}"
-                );
+                if refused.is_power_of_two() {
+                    tracing::warn!(
+                        conn,
+                        pid = self.creds.pid,
+                        uid = self.creds.uid,
+                        peer,
+                        reason = reason.name(),
+                        refused,
+                        "closed a client: {why}"
+                    );
+                } else {
+                    tracing::debug!(
+                        conn,
+                        pid = self.creds.pid,
+                        uid = self.creds.uid,
+                        peer,
+                        reason = reason.name(),
+                        refused,
+                        "closed a client: {why}"
+                    );
+                }
             }
             End::Eof => tracing::debug!(conn, peer, "client disconnected"),
             End::Gone(why) => tracing::debug!(conn, peer, "client went away: {why}"),

@@ -695,6 +695,31 @@ async fn refused_connections_are_logged_sparingly() {
     assert_eq!(warnings, 4, "{log}");
 }
 
+/// Clients closed again and again for one reason do not flood the log
+/// either: the 1st, 2nd, 4th, 8th... of a reason is a warning, the others
+/// are at debug level. Each used to be a warning (two processes with one
+/// identity made one per replacement).
+#[tokio::test]
+async fn closed_clients_are_logged_sparingly() {
+    let dir = private_dir();
+    let d = Daemon::start(dir.path(), &["--registration-timeout", "200ms"]);
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(Client::connect(&d.socket).await);
+    }
+    for c in &mut silent {
+        c.expect_closed().await;
+    }
+    d.wait_counter("registration-timeout", 10).await;
+    d.wait_log("refused=10").await;
+    let log = d.log();
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("closed a client"))
+        .count();
+    assert_eq!(warnings, 4, "{log}");
+}
+
 /// Regression: the library's `Config::default()` admits the user running it
 /// (it used to admit only root).
 #[tokio::test]
