@@ -103,6 +103,10 @@ impl IntroServer {
     }
 }
 
+/// The shortest delay [`Builder::backoff`] accepts between attempts to
+/// reach a server.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(10);
+
 /// How a netlayer protects its connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -298,8 +302,11 @@ impl Builder {
     }
 
     /// Delays between attempts to reach a server that is away: from `min`,
-    /// doubling up to `max` (default 100 ms to 5 s).
+    /// doubling up to `max` (default 100 ms to 5 s). `min` is at least
+    /// [`MIN_BACKOFF`] (10 ms), so that a server that is away is never
+    /// retried in a busy loop; `max` is at least `min`.
     pub fn backoff(mut self, min: Duration, max: Duration) -> Builder {
+        let min = min.max(MIN_BACKOFF);
         self.settings.backoff_min = min;
         self.settings.backoff_max = max.max(min);
         self

@@ -68,7 +68,7 @@ mod error;
 mod link;
 mod netlayer;
 
-pub use builder::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer, Security};
+pub use builder::{Builder, INTRO_FD_ENV, INTRO_ID_ENV, IntroServer, MIN_BACKOFF, Security};
 pub use connection::{Connection, ConnectionInfo, Direction};
 pub use error::{Attempt, AttemptError, LinkError, MAX_SOCKET_ADDR, NetlayerError};
 pub use netlayer::{NetlayerStats, ServerState, UdsNetlayer};

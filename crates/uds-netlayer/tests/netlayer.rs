@@ -170,6 +170,19 @@ fn connecting_to_an_unregistered_peer_fails_clearly_in_bounded_time() {
             UdsNetlayer::builder().build(),
             Err(NetlayerError::NoIntroServer)
         ));
+        // A zero backoff is raised to MIN_BACKOFF: a server that is away is
+        // not retried in a busy loop (it used to be, about a thousand times a
+        // second).
+        let eager = UdsNetlayer::builder()
+            .intro_path(dir.path().join("nothing-here-either.sock"))
+            .backoff(Duration::ZERO, Duration::ZERO)
+            .build()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let tries = eager.stats().link_failures;
+        let most = (500 / uds_netlayer::MIN_BACKOFF.as_millis() + 1) as u64;
+        assert!((1..=most).contains(&tries), "{tries} attempts in 500 ms");
+        drop(eager);
         // Addresses no socket can have: refused by build, not retried.
         let name = "n".repeat(uds_netlayer::MAX_SOCKET_ADDR + 1);
         let err = UdsNetlayer::builder()
