@@ -58,6 +58,20 @@
 //! # }
 //! ```
 
+/// Logs an event that can repeat without bound: at warning level the 1st,
+/// 2nd, 4th, 8th... time (`$n` counts the occurrences, this one included,
+/// and should be among the fields) and at debug level otherwise, so that a
+/// flood cannot flood the log.
+macro_rules! warn_sparingly {
+    ($n:expr, $($arg:tt)+) => {
+        if $n.is_power_of_two() {
+            tracing::warn!($($arg)+)
+        } else {
+            tracing::debug!($($arg)+)
+        }
+    };
+}
+
 pub mod admin;
 mod config;
 mod listen;

@@ -819,30 +819,30 @@ impl<F> Router<F> {
         let Some(c) = self.clients.get_mut(&client) else {
             return;
         };
-        if !own {
-            // Logged like the others, throttled per reason daemon-wide.
-            let refused = self.counters.refusals(reason);
-            if refused.is_power_of_two() {
-                tracing::warn!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
-            } else {
-                tracing::debug!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
+        // Logged sparingly: counted per reason daemon-wide when the refusal
+        // is not the sender's doing, per sender and window when it is.
+        let refused = if own {
+            match c.refused_since {
+                Some(since) if now.saturating_duration_since(since) < window => c.refused += 1,
+                _ => {
+                    c.refused_since = Some(now);
+                    c.refused = 1;
+                }
             }
-            return;
-        }
-        match c.refused_since {
-            Some(since) if now.saturating_duration_since(since) < window => c.refused += 1,
-            _ => {
-                c.refused_since = Some(now);
-                c.refused = 1;
-            }
-        }
-        // The 1st, 2nd, 4th... refusal of a window is a warning, the others
-        // are logged at debug level: a flood cannot flood the log.
-        let refused = c.refused;
-        if refused.is_power_of_two() {
-            tracing::warn!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
+            c.refused as u64
         } else {
-            tracing::debug!(conn = %client, target = %target, reason = reason.name(), refused, "refused an intro: {detail}");
+            self.counters.refusals(reason)
+        };
+        warn_sparingly!(
+            refused,
+            conn = %client,
+            target = %target,
+            reason = reason.name(),
+            refused,
+            "refused an intro: {detail}"
+        );
+        if !own {
+            return;
         }
         if c.refused > max {
             let n = c.refused;

@@ -433,27 +433,17 @@ impl Server {
                     } else {
                         "connection limit reached"
                     };
-                    // The 1st, 2nd, 4th... of each reason is a warning: a
-                    // client connecting in a loop cannot flood the log.
-                    if refused.is_power_of_two() {
-                        tracing::warn!(
-                            pid = creds.pid,
-                            uid = creds.uid,
-                            gid = creds.gid,
-                            reason = reason.name(),
-                            refused,
-                            "refused a client: {why}"
-                        );
-                    } else {
-                        tracing::debug!(
-                            pid = creds.pid,
-                            uid = creds.uid,
-                            gid = creds.gid,
-                            reason = reason.name(),
-                            refused,
-                            "refused a client: {why}"
-                        );
-                    }
+                    // Sparingly: a client connecting in a loop cannot flood
+                    // the log.
+                    warn_sparingly!(
+                        refused,
+                        pid = creds.pid,
+                        uid = creds.uid,
+                        gid = creds.gid,
+                        reason = reason.name(),
+                        refused,
+                        "refused a client: {why}"
+                    );
                     return;
                 }
             }
@@ -549,29 +539,16 @@ impl Session {
         let peer = self.peer.map(|d| d.to_string()).unwrap_or_default();
         let conn = self.id.get();
         match end {
-            End::Closed(reason, why) | End::Refused(reason, why) => {
-                if refused.is_power_of_two() {
-                    tracing::warn!(
-                        conn,
-                        pid = self.creds.pid,
-                        uid = self.creds.uid,
-                        peer,
-                        reason = reason.name(),
-                        refused,
-                        "closed a client: {why}"
-                    );
-                } else {
-                    tracing::debug!(
-                        conn,
-                        pid = self.creds.pid,
-                        uid = self.creds.uid,
-                        peer,
-                        reason = reason.name(),
-                        refused,
-                        "closed a client: {why}"
-                    );
-                }
-            }
+            End::Closed(reason, why) | End::Refused(reason, why) => warn_sparingly!(
+                refused,
+                conn,
+                pid = self.creds.pid,
+                uid = self.creds.uid,
+                peer,
+                reason = reason.name(),
+                refused,
+                "closed a client: {why}"
+            ),
             End::Eof => tracing::debug!(conn, peer, "client disconnected"),
             End::Gone(why) => tracing::debug!(conn, peer, "client went away: {why}"),
             End::DaemonLimit(why) => tracing::warn!(conn, peer, "closed a client: {why}"),

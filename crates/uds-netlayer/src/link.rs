@@ -130,19 +130,16 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
         if cut_short {
             let n = ctx.stats.registration_cut_short();
             let lasted = registered_for.unwrap_or_default();
-            if loud(n) {
-                tracing::warn!(
-                    server = %link.describe,
-                    times = n,
-                    "the introduction server ended our registration {lasted:.1?} after accepting \
-                     it, again. Most often another process is registered with the same identity \
-                     (key): the server keeps only the newer of two registrations of one \
-                     identity, so the two replace each other. Otherwise the server's log says \
-                     why it disconnected us. Reconnecting with backoff"
-                );
-            } else {
-                tracing::debug!(server = %link.describe, times = n, "registration ended {lasted:.1?} after it was accepted");
-            }
+            warn_sparingly!(
+                n,
+                server = %link.describe,
+                times = n,
+                "the introduction server ended our registration {lasted:.1?} after accepting \
+                 it, again. Most often another process is registered with the same identity \
+                 (key): the server keeps only the newer of two registrations of one \
+                 identity, so the two replace each other. Otherwise the server's log says \
+                 why it disconnected us. Reconnecting with backoff"
+            );
         } else if registered_for.is_some() {
             // A session that registered starts the backoff over, however
             // it ended: the server was fine until now.
@@ -404,15 +401,12 @@ fn admit(pending: Pending, ctx: &LinkCtx) {
     }
     let Ok(permit) = ctx.handshakes.clone().try_acquire_owned() else {
         let n = ctx.stats.handshakes_dropped();
-        if loud(n) {
-            tracing::warn!(
-                peer = %pending.info.peer.designator(),
-                dropped = n,
-                "closed an incoming connection: too many handshakes in progress (max_handshakes)"
-            );
-        } else {
-            tracing::debug!(peer = %pending.info.peer.designator(), dropped = n, "closed an incoming connection: too many handshakes");
-        }
+        warn_sparingly!(
+            n,
+            peer = %pending.info.peer.designator(),
+            dropped = n,
+            "closed an incoming connection: too many handshakes in progress (max_handshakes)"
+        );
         return;
     };
     let settings = ctx.settings.clone();
@@ -469,16 +463,13 @@ fn deliver(conn: Connection, incoming: &mpsc::Sender<Connection>, stats: &Stats)
         Ok(()) => {}
         Err(mpsc::error::TrySendError::Full(conn)) => {
             let dropped = stats.incoming_dropped();
-            if loud(dropped) {
-                tracing::warn!(
-                    peer = %conn.peer().designator(),
-                    dropped,
-                    "closed an incoming connection: accept() is not keeping up \
-                     (incoming_capacity is full)"
-                );
-            } else {
-                tracing::debug!(peer = %conn.peer().designator(), dropped, "closed an incoming connection: accept() is not keeping up");
-            }
+            warn_sparingly!(
+                dropped,
+                peer = %conn.peer().designator(),
+                dropped,
+                "closed an incoming connection: accept() is not keeping up \
+                 (incoming_capacity is full)"
+            );
         }
         Err(mpsc::error::TrySendError::Closed(_)) => {}
     }
@@ -492,11 +483,12 @@ fn refused(peer: &str, why: Refusal, stats: &Stats) {
         return;
     }
     let failed = stats.handshake_failed();
-    if loud(failed) {
-        tracing::warn!(peer, failed, "refused an incoming connection: {why}");
-    } else {
-        tracing::debug!(peer, failed, "refused an incoming connection: {why}");
-    }
+    warn_sparingly!(
+        failed,
+        peer,
+        failed,
+        "refused an incoming connection: {why}"
+    );
 }
 
 /// Whether a first byte starts an e2ee stream (what
@@ -519,13 +511,6 @@ fn peek_now(stream: &tokio::net::UnixStream) -> std::io::Result<Option<u8>> {
         Ok(_) => Ok(Some(byte[0])),
         Err(e) => Err(e.into()),
     }
-}
-
-/// Whether the `n`th occurrence of a repeated event is logged as a
-/// warning: the 1st, 2nd, 4th, 8th... (the others at debug level), so that
-/// a flood cannot flood the log. The count is in each line.
-fn loud(n: u64) -> bool {
-    n.is_power_of_two()
 }
 
 /// Why an incoming connection was not accepted.
