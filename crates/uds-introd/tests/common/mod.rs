@@ -208,6 +208,14 @@ impl Daemon {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The warnings in the daemon's log that contain `text`.
+    pub fn warnings(&self, text: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains(text))
+            .count()
+    }
+
     /// Waits until the daemon's log contains `text`.
     pub async fn wait_log(&self, text: &str) {
         let start = Instant::now();
