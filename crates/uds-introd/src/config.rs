@@ -114,6 +114,11 @@ impl Default for Limits {
     }
 }
 
+/// The size in bytes of the protocol's largest message without extra hints
+/// (a draft-shaped `uds:server-response`), and how deep its messages nest.
+const LARGEST_MESSAGE: usize = 372;
+const DEEPEST_MESSAGE: usize = 5;
+
 /// A [`Limits`] setting with which the daemon could not serve anyone (see
 /// [`Limits::check`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,18 +130,26 @@ pub struct LimitError {
     /// The value given.
     pub value: String,
     /// Why it cannot work, and what would.
-    pub why: &'static str,
+    pub why: String,
 }
 
 impl Limits {
     /// The smallest [`max_message_len`](Limits::max_message_len) accepted:
     /// the protocol's largest message without extra hints (a draft-shaped
     /// `uds:server-response`) is 372 bytes.
+    ///
+    /// (The figures in this block are checked against the test vectors by
+    /// this module's tests.)
     pub const MIN_MESSAGE_LEN: usize = 512;
 
     /// The smallest [`max_depth`](Limits::max_depth) accepted: the
     /// protocol's messages nest at most 5 levels deep.
     pub const MIN_DEPTH: usize = 8;
+
+    /// The longest timeout accepted (one day): `now` plus a longer one may
+    /// not be representable, and nothing in this protocol should wait that
+    /// long.
+    pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
     /// Refuses settings with which the daemon could not serve anyone: a
     /// message limit too small for a registration, a nesting limit too
@@ -152,20 +165,28 @@ impl Limits {
     /// `uds-introd` checks its limits before it starts; a program that runs
     /// a [`Server`](crate::Server) with limits of its own should call this.
     pub fn check(&self) -> Result<(), LimitError> {
-        let refuse = |option, value: String, why| Err(LimitError { option, value, why });
+        let refuse = |option, value: String, why: String| Err(LimitError { option, value, why });
         if self.max_message_len < Self::MIN_MESSAGE_LEN {
             return refuse(
                 "max-message",
                 self.max_message_len.to_string(),
-                "must be at least 512 bytes: the protocol's largest message without extra hints \
-                 is 372 bytes",
+                format!(
+                    "must be at least {} bytes: the protocol's largest message without extra \
+                     hints is {} bytes",
+                    Self::MIN_MESSAGE_LEN,
+                    LARGEST_MESSAGE
+                ),
             );
         }
         if self.max_depth < Self::MIN_DEPTH {
             return refuse(
                 "max-depth",
                 self.max_depth.to_string(),
-                "must be at least 8: the protocol's messages nest up to 5 levels deep",
+                format!(
+                    "must be at least {}: the protocol's messages nest up to {} levels deep",
+                    Self::MIN_DEPTH,
+                    DEEPEST_MESSAGE
+                ),
             );
         }
         for (option, d) in [
@@ -173,11 +194,23 @@ impl Limits {
             ("park-timeout", self.park_timeout),
             ("send-timeout", self.send_timeout),
         ] {
+            let value = || format!("{}s", d.as_secs_f64());
             if d.is_zero() {
                 return refuse(
                     option,
-                    format!("{}s", d.as_secs_f64()),
-                    "must be longer than 0: everything it bounds would expire at once",
+                    value(),
+                    "must be longer than 0: everything it bounds would expire at once".into(),
+                );
+            }
+            if d > Self::MAX_TIMEOUT {
+                return refuse(
+                    option,
+                    value(),
+                    format!(
+                        "must be at most {}s (a day): a deadline further away cannot be computed \
+                         on every clock, and nothing should wait that long",
+                        Self::MAX_TIMEOUT.as_secs()
+                    ),
                 );
             }
         }
@@ -204,7 +237,8 @@ impl Limits {
                     option,
                     "0".to_owned(),
                     "must be at least 1: with 0 every client or intro would be refused, or every \
-                     sender paused for good",
+                     sender paused for good"
+                        .into(),
                 );
             }
         }
@@ -212,7 +246,7 @@ impl Limits {
             return refuse(
                 "max-admin-connections",
                 "0".to_owned(),
-                "must be at least 1 (to have no admin socket, use --no-admin)",
+                "must be at least 1 (to have no admin socket, use --no-admin)".into(),
             );
         }
         Ok(())

@@ -9,9 +9,9 @@
 //! performs what the router asks ([`Router::poll_action`]: close a client,
 //! pause or resume reading from one, wake one that has intros to send),
 //! sends what [`Router::poll_transmit`] hands it, and sleeps until
-//! [`Router::poll_timeout`]. Every deadline (registration, parking, a
-//! client that does not read) is driven through it, so tests run it with a
-//! fake clock and thousands of clients in milliseconds.
+//! [`Router::poll_timeout`]. Every deadline (registration, parking, expiry
+//! of queued intros, a client that does not read) is driven through it, so
+//! tests run it with a fake clock and thousands of clients in milliseconds.
 //!
 //! The router is generic over the type of the passed sockets `F` (an
 //! [`OwnedFd`](std::os::fd::OwnedFd) in the daemon): dropping an `F` must
@@ -31,6 +31,9 @@
 //! more than `max_refused_per_sender` times within one park timeout is
 //! disconnected. A target is disconnected only when it does not read one
 //! unit within `send_timeout`, never because of how much others send it.
+//! (Outside the router, the kernel can refuse to pass more sockets when
+//! too many are in flight, `ETOOMANYREFS`; the shell then closes the
+//! client it was writing to as a daemon limit, see docs/limits.md.)
 //! An intro not handed to its target within `park_timeout` of its arrival
 //! (parked, or queued behind a slow reader) is closed and its sender's
 //! charge refunded.
@@ -402,7 +405,6 @@ impl<F> Router<F> {
         let uid = c.creds.uid;
         decrement(&mut self.unregistered_per_uid, uid);
         self.counters.registrations += 1;
-        let uid = c.creds.uid;
         let pid = c.creds.pid;
         tracing::info!(conn = %client, pid, uid, peer = %designator, "registered");
         let mut moved: VecDeque<IntroId> = VecDeque::new();
@@ -670,7 +672,8 @@ impl<F> Router<F> {
 
     /// `client`'s connection ended (end of stream, error, shutdown). What
     /// was queued toward it is dropped; what it sent is still delivered
-    /// where it is queued, and dropped where it waits for a target.
+    /// where it is queued (until it expires, `park_timeout` after its
+    /// arrival), and dropped where it waits for a target.
     pub fn closed(&mut self, _now: Instant, client: ClientId) {
         self.forget(client);
     }
@@ -722,7 +725,10 @@ impl<F> Router<F> {
                                 .get(&target)
                                 .and_then(|t| self.clients.get_mut(t))
                             {
-                                c.queue.retain(|i| *i != id);
+                                // Expiring intros are near the front.
+                                if let Some(i) = c.queue.iter().position(|i| *i == id) {
+                                    c.queue.remove(i);
+                                }
                             }
                             self.counters.refuse(Reason::QueueTimeout);
                             tracing::info!(
@@ -905,12 +911,7 @@ impl<F> Router<F> {
         let Some(c) = self.clients.remove(&client) else {
             return;
         };
-        if let Some(n) = self.per_uid.get_mut(&c.creds.uid) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_uid.remove(&c.creds.uid);
-            }
-        }
+        decrement(&mut self.per_uid, c.creds.uid);
         if c.paused {
             self.paused -= 1;
         }
