@@ -22,7 +22,9 @@ pub const IDENTITY_RECORD_LEN: usize = 218;
 /// assert!(m.starts_with(b"ocapn-uds-e2ee-static-key:"));
 /// assert_eq!(&m[26..], &[0xab; 32]);
 /// ```
-pub fn static_key_statement(x25519_public: &[u8; 32]) -> [u8; 58] {
+pub fn static_key_statement(
+    x25519_public: &[u8; 32],
+) -> [u8; uds_handshake::E2EE_STATIC_KEY_STATEMENT_LEN] {
     // Defined once, in uds-handshake, which signs it.
     uds_handshake::e2ee_static_key_statement(x25519_public)
 }

@@ -354,10 +354,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for E2eeStream<S> {
         // A frame still being sent from an earlier call: an error writing it
         // comes back now, before more is taken, so that a writer that never
         // flushes learns of a dead peer on its next write.
-        if !this.sending_done()
-            && let Poll::Ready(Err(e)) = this.poll_drain(cx)
-        {
-            return Poll::Ready(Err(e));
+        let mut socket_full = false;
+        if !this.sending_done() {
+            match this.poll_drain(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => socket_full = true,
+                Poll::Ready(Ok(())) => {}
+            }
         }
         let mut accepted = 0;
         let mut filled_a_frame = false;
@@ -366,7 +369,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for E2eeStream<S> {
                 // The open frame is full: it goes out once the previous one
                 // is written.
                 match this.poll_drain(cx) {
-                    Poll::Ready(Ok(())) => {}
+                    Poll::Ready(Ok(())) => socket_full = false,
                     Poll::Ready(Err(e)) if accepted == 0 => return Poll::Ready(Err(e)),
                     Poll::Pending if accepted == 0 => return Poll::Pending,
                     // Report what was taken; the error or the wait comes
@@ -388,7 +391,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for E2eeStream<S> {
             this.seal_open()?;
         }
         // Errors and waiting come back on the next call (checked above).
-        let _ = this.poll_drain(cx);
+        // A socket found full above still holds the same frame: trying it
+        // again now would only be another write refused.
+        if !socket_full {
+            let _ = this.poll_drain(cx);
+        }
         Poll::Ready(Ok(accepted))
     }
 

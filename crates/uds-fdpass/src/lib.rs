@@ -108,8 +108,8 @@ mod sys;
 pub use check::{SocketCheckError, check_listening_socket, check_stream_socket};
 #[cfg(target_os = "linux")]
 pub use socket::{
-    Credentials, PassRights, peer_credentials, peer_pidfd, refuse_fds, set_pass_credentials,
-    socketpair,
+    Credentials, MAX_SOCKET_ADDR, PassRights, peer_credentials, peer_pidfd, refuse_fds,
+    set_pass_credentials, socketpair,
 };
 #[cfg(target_os = "linux")]
 pub use stream::{FdStream, Received, RecvError, SendError};

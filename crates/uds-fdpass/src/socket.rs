@@ -8,6 +8,11 @@ use nix::sys::socket::{AddressFamily, SockFlag, SockType, getsockopt, setsockopt
 
 use crate::sys;
 
+/// The longest path, or abstract name, a Unix socket address can hold, in
+/// bytes: the kernel's `sun_path` has 108, one of them for the terminating
+/// NUL of a path or the leading NUL of an abstract name.
+pub const MAX_SOCKET_ADDR: usize = 107;
+
 /// Credentials of a process, as the kernel reports them.
 ///
 /// Exhaustive on purpose: it is the kernel's `struct ucred`, and callers

@@ -80,10 +80,9 @@ pub enum ListenError {
     },
 }
 
-/// The longest path a Unix socket can be bound to or reached at, in bytes:
-/// `sun_path` holds 108, one of them for the terminating NUL (of a path) or
-/// the leading NUL (of an abstract name).
-pub const MAX_SOCKET_PATH: usize = 107;
+/// The longest path (or abstract name) a Unix socket can be bound to or
+/// reached at, in bytes ([`uds_fdpass::MAX_SOCKET_ADDR`]).
+pub const MAX_SOCKET_PATH: usize = uds_fdpass::MAX_SOCKET_ADDR;
 
 /// Refuses a socket path with a control character (see
 /// [`ListenError::BadPath`]) or longer than [`MAX_SOCKET_PATH`] bytes, which

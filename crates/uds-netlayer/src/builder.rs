@@ -437,13 +437,16 @@ impl Builder {
         }
         // An address no socket can have would be retried for ever.
         for server in &self.servers {
-            let (shown, len) = match &server.addr {
-                ServerAddr::Path(p) => (p.display().to_string(), p.as_os_str().len()),
-                ServerAddr::Abstract(name) => (format!("@{name}"), name.len()),
+            let len = match &server.addr {
+                ServerAddr::Path(p) => p.as_os_str().len(),
+                ServerAddr::Abstract(name) => name.len(),
                 ServerAddr::Fd(_) => continue,
             };
             if len > crate::error::MAX_SOCKET_ADDR {
-                return Err(NetlayerError::IntroAddressTooLong { server: shown, len });
+                return Err(NetlayerError::IntroAddressTooLong {
+                    server: server.describe(),
+                    len,
+                });
             }
         }
         let identity = self

@@ -9,10 +9,9 @@ use uds_handshake::HandshakeError;
 use uds_handshake::io::{ReadError, WriteError};
 use uds_syrup::{Designator, WireError};
 
-/// The longest path or abstract name of a Unix socket, in bytes:
-/// `sun_path` holds 108, one of them for the terminating NUL of a path or
-/// the leading NUL of an abstract name.
-pub const MAX_SOCKET_ADDR: usize = 107;
+/// The longest path or abstract name of a Unix socket, in bytes
+/// ([`uds_fdpass::MAX_SOCKET_ADDR`]).
+pub use uds_fdpass::MAX_SOCKET_ADDR;
 
 /// Why the netlayer could not be built, connect, or accept.
 #[derive(Debug, thiserror::Error)]

@@ -66,12 +66,6 @@ pub(crate) struct LinkCtx {
     pub(crate) stats: Arc<Stats>,
 }
 
-impl LinkCtx {
-    fn bump(&self) {
-        self.changed.send_modify(|g| *g += 1);
-    }
-}
-
 impl Link {
     pub(crate) fn new(server: IntroServer) -> Arc<Link> {
         Arc::new(Link {
@@ -107,15 +101,15 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
             _ = ctx.shutdown.cancelled() => return,
             r = session(&link, &ctx) => r,
         };
-        let registered_for = {
-            // The change and its notification in one step (see below).
-            let mut state = lock(&link.state);
-            let was = state.take().map(|r| r.since.elapsed());
-            if was.is_some() {
-                ctx.bump();
+        // The change and its notification in one step (see below).
+        let mut registered_for = None;
+        ctx.changed.send_if_modified(|generation| {
+            registered_for = lock(&link.state).take().map(|r| r.since.elapsed());
+            if registered_for.is_some() {
+                *generation += 1;
             }
-            was
-        };
+            registered_for.is_some()
+        });
         // Registrations the server ends soon after accepting them, without
         // an error, again and again (the reconnect in between succeeding):
         // most likely another process registered with the same identity,
@@ -125,7 +119,11 @@ pub(crate) async fn run_link(link: Arc<Link>, ctx: LinkCtx) {
         // server restarting soon after we registered looks the same.
         let ended_soon = matches!(outcome, Ok(()))
             && registered_for.is_some_and(|t| t < ctx.settings.backoff_max.saturating_mul(2));
-        cut_short_run = if ended_soon { cut_short_run + 1 } else { 0 };
+        cut_short_run = if ended_soon {
+            cut_short_run.saturating_add(1)
+        } else {
+            0
+        };
         let cut_short = cut_short_run >= 2;
         if cut_short {
             let n = ctx.stats.registration_cut_short();
@@ -284,18 +282,19 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
     let (writer, writer_task) =
         IntroWriter::spawn(stream.clone(), WRITER_QUEUE, ctx.settings.send_timeout);
     let mut writer_task = AbortOnDrop(writer_task);
-    {
-        // Registered and notified in one step: whoever sees this server in
-        // `registered_servers()` also sees the `server_changes()` value
-        // that announced it.
-        let mut state = lock(&link.state);
-        *state = Some(Registered {
+    // Registered and notified in one step: whoever sees this server in
+    // `registered_servers()` also sees the `server_changes()` value that
+    // announced it. The watch's lock is taken first and `link.state` inside
+    // it, the order in which a caller holding a `server_changes()` borrow
+    // would take them: the other order could deadlock with that caller.
+    ctx.changed.send_modify(|generation| {
+        *lock(&link.state) = Some(Registered {
             server,
             writer,
             since: std::time::Instant::now(),
         });
-        ctx.bump();
-    }
+        *generation += 1;
+    });
     tracing::debug!(server = %server, shape = %shape, "answered the server in its shape");
     let failed = link.failures.swap(0, std::sync::atomic::Ordering::Relaxed);
     if failed > 0 {
@@ -310,7 +309,8 @@ async fn session(link: &Link, ctx: &LinkCtx) -> Result<(), LinkError> {
             r = &mut writer_task.0 => {
                 return match r {
                     Ok(Err(e)) => Err(LinkError::Write(e)),
-                    _ => Ok(()),
+                    Ok(Ok(())) => Ok(()),
+                    Err(e) => Err(LinkError::Unexpected(format!("the link's writer task failed: {e}"))),
                 };
             }
         };
@@ -500,7 +500,7 @@ fn is_e2ee(b: u8) -> bool {
 
 /// The first byte waiting on `stream`, without taking it or waiting:
 /// `Ok(None)` at end of stream, `WouldBlock` if nothing is there yet.
-fn peek_now(stream: &tokio::net::UnixStream) -> std::io::Result<Option<u8>> {
+pub(crate) fn peek_now(stream: &tokio::net::UnixStream) -> std::io::Result<Option<u8>> {
     let mut byte = [0u8; 1];
     match nix::sys::socket::recv(
         std::os::fd::AsRawFd::as_raw_fd(stream),

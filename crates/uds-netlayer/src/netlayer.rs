@@ -393,23 +393,11 @@ impl UdsNetlayer {
 
 /// The first byte the peer sent (left unread), or `None` if it closed.
 pub(crate) async fn peek_first_byte(stream: &UnixStream) -> std::io::Result<Option<u8>> {
-    use std::os::fd::AsRawFd;
     loop {
         stream.readable().await?;
-        let mut byte = [0u8; 1];
-        let peeked = stream.try_io(Interest::READABLE, || {
-            nix::sys::socket::recv(
-                stream.as_raw_fd(),
-                &mut byte,
-                nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT,
-            )
-            .map_err(std::io::Error::from)
-        });
-        match peeked {
-            Ok(0) => return Ok(None),
-            Ok(_) => return Ok(Some(byte[0])),
+        match stream.try_io(Interest::READABLE, || crate::link::peek_now(stream)) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
+            peeked => return peeked,
         }
     }
 }

@@ -62,8 +62,8 @@ pub enum SandboxError {
         min_abi: u32,
     },
     /// [`SandboxMode::Require`](crate::SandboxMode::Require): building or
-    /// enforcing the Landlock domain failed. If this happened in
-    /// `landlock_restrict_self`, `no_new_privs` is already set.
+    /// enforcing the Landlock domain failed. `no_new_privs` is already set
+    /// (it is set before the domain is built).
     #[error("the sandbox is required, but the kernel refused the Landlock domain: {source}")]
     Landlock {
         /// What the `landlock` crate reported.
