@@ -45,6 +45,13 @@ pub enum ListenError {
         /// What is wrong with it.
         problem: String,
     },
+    /// Another process has held the socket directory's lock for
+    /// `DIR_LOCK_WAIT` (5 s): another daemon binding there.
+    #[error(
+        "the socket directory {0} has been locked by another process for 5 s: is another daemon \
+         starting there?"
+    )]
+    DirectoryLocked(PathBuf),
     /// Another daemon answers on the socket path.
     #[error("another process is already listening on {0}: stop it or choose another --socket")]
     InUse(PathBuf),
@@ -263,14 +270,7 @@ fn lock_dir(dir: &Path) -> Result<DirLock, ListenError> {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(ListenError::Io {
-                    what: format!(
-                        "lock directory {} (another process has held it for {DIR_LOCK_WAIT:?}: \
-                         is another daemon starting there?)",
-                        dir.display()
-                    ),
-                    source: io::ErrorKind::WouldBlock.into(),
-                });
+                return Err(ListenError::DirectoryLocked(dir.to_owned()));
             }
             // A filesystem without locks: go on unlocked.
             Err(std::fs::TryLockError::Error(e)) => {
@@ -282,13 +282,17 @@ fn lock_dir(dir: &Path) -> Result<DirLock, ListenError> {
 }
 
 /// Makes `path` ready to bind a socket of type `ty`, by the one rule for
-/// every socket file the daemon creates: the directory must be private
-/// ([`ensure_private_dir`]), the path free of control characters, and a
-/// leftover file at `path` is removed only if it is a socket on which a
-/// connection is refused (nobody listens). A socket that answers is
-/// [`ListenError::InUse`]; anything that is not a socket is never removed.
-/// The probe never blocks. The directory stays locked until the returned
-/// guard is dropped: keep it until the new socket listens.
+/// every socket file the daemon creates: the path must fit a socket address
+/// and be free of control characters ([`check_socket_path`]), the way to
+/// the directory safe from other users (`check_path_to`), the directory
+/// private ([`ensure_private_dir`]) and locked against another daemon
+/// binding there (at most `DIR_LOCK_WAIT`; the thread sleeps meanwhile, so
+/// never call this from async code), and a leftover file at `path` is
+/// removed only if it is a socket on which a connection is refused (nobody
+/// listens). A socket that answers is [`ListenError::InUse`]; anything that
+/// is not a socket is never removed. The probe never blocks. The directory
+/// stays locked until the returned guard is dropped: keep it until the new
+/// socket listens.
 pub(crate) fn prepare_socket_path(path: &Path, ty: SockType) -> Result<DirLock, ListenError> {
     // Before anything is created: bind would fail only after the
     // directory had been made.
@@ -421,8 +425,9 @@ impl Listener {
     /// controls ([`ListenError::UnsafePath`]). A leftover socket file is
     /// removed only if connecting to it is refused (nobody listens); anything
     /// else at `path` is an error. The directory is locked from that check
-    /// to `listen`, so this may block up to 5 s while another process binds
-    /// there. `mode` is applied to the socket file (0600 unless other users
+    /// to `listen`, so this may block the thread up to 5 s while another
+    /// process binds there (call it before starting an async runtime, or
+    /// from a blocking task). `mode` is applied to the socket file (0600 unless other users
     /// are admitted).
     ///
     /// When `mode` admits other users, they must also be able to enter the

@@ -365,37 +365,66 @@ fn daemon(args: RunArgs, spawn: Option<Vec<String>>) -> Result<ExitCode, BoxErro
     runtime.block_on(serve(args.wire, prepared, report, hangup))
 }
 
-/// Refuses socket addresses too long for the kernel (the listening socket
-/// and the admin socket, given or default) before anything is created: a
-/// key, a directory or another socket.
-fn check_addresses(args: &RunArgs, spawn: bool, activated: bool) -> Result<(), BoxError> {
-    let mut socket = None;
-    if !activated {
-        if let Some(name) = &args.abstract_name {
-            uds_introd::check_abstract_name(name)?;
-        } else if let Some(path) = &args.socket {
-            socket = Some(path.clone());
-        } else if !spawn {
-            socket = default_socket_path().ok();
+/// Where the daemon listens (unless systemd passed its sockets) and where
+/// its admin socket goes.
+struct Addresses {
+    listen: Option<Listen>,
+    admin: Option<PathBuf>,
+}
+
+enum Listen {
+    Path(PathBuf),
+    Abstract(String),
+}
+
+/// Works out the daemon's addresses from the options (and the sockets
+/// systemd passed), once, and refuses those no socket can have (too long,
+/// control characters) before anything is created: a key, a directory or
+/// another socket.
+fn addresses(args: &RunArgs, spawn: bool, activated: &[Listener]) -> Result<Addresses, BoxError> {
+    let listen = if !activated.is_empty() {
+        if args.socket.is_some() || args.abstract_name.is_some() {
+            tracing::warn!("socket activation in use: ignoring --socket/--abstract");
         }
-    }
-    if let Some(path) = &socket {
+        None
+    } else if let Some(name) = &args.abstract_name {
+        uds_introd::check_abstract_name(name)?;
+        Some(Listen::Abstract(name.clone()))
+    } else if let Some(path) = &args.socket {
         uds_introd::check_socket_path(path)?;
+        Some(Listen::Path(path.clone()))
+    } else if !spawn {
+        let path = default_socket_path()?;
+        uds_introd::check_socket_path(&path)?;
+        Some(Listen::Path(path))
+    } else {
+        None
+    };
+    let admin = if args.no_admin {
+        None
+    } else {
+        args.admin.clone().or_else(|| match &listen {
+            Some(Listen::Path(p)) => Some(default_admin_path(p)),
+            Some(Listen::Abstract(_)) => None,
+            None => activated.iter().find_map(|l| match l.addr() {
+                ListenAddr::Path(p) => Some(default_admin_path(p)),
+                _ => None,
+            }),
+        })
+    };
+    if let Some(path) = &admin {
+        uds_introd::check_socket_path(path).map_err(|e| admin_error(path, e))?;
     }
-    if !args.no_admin
-        && let Some(admin) = args
-            .admin
-            .clone()
-            .or_else(|| socket.as_deref().map(default_admin_path))
-    {
-        uds_introd::check_socket_path(&admin).map_err(|e| {
-            format!(
-                "admin socket {}: {e} (pass --admin PATH or --no-admin)",
-                ListenAddr::Path(admin.clone())
-            )
-        })?;
-    }
-    Ok(())
+    Ok(Addresses { listen, admin })
+}
+
+/// An error about the admin socket at `path`, with what to do instead.
+fn admin_error(path: &Path, e: impl std::fmt::Display) -> String {
+    // Escaped: a control character must not split the line.
+    format!(
+        "admin socket {}: {e} (pass --admin PATH or --no-admin)",
+        ListenAddr::Path(path.to_owned())
+    )
 }
 
 /// The daemon's confinement: no filesystem access except removing the
@@ -421,7 +450,7 @@ fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxErro
     // created (a key, a directory, a socket).
     let limits = args.limits.apply(Limits::default());
     limits.check()?;
-    check_addresses(args, spawn.is_some(), !activated.is_empty())?;
+    let addresses = addresses(args, spawn.is_some(), &activated)?;
 
     let identity = match &args.key {
         Some(path) => {
@@ -462,12 +491,10 @@ fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxErro
 
     let mut listeners = activated;
     if listeners.is_empty() {
-        if let Some(name) = &args.abstract_name {
-            listeners.push(Listener::bind_abstract(name)?);
-        } else if let Some(path) = &args.socket {
-            listeners.push(Listener::bind_path(path, mode)?);
-        } else if spawn.is_none() {
-            listeners.push(Listener::bind_path(&default_socket_path()?, mode)?);
+        match &addresses.listen {
+            Some(Listen::Abstract(name)) => listeners.push(Listener::bind_abstract(name)?),
+            Some(Listen::Path(path)) => listeners.push(Listener::bind_path(path, mode)?),
+            None => {}
         }
         // Clients of an allowed group can reach the socket only if the file
         // belongs to that group.
@@ -484,28 +511,10 @@ fn prepare(args: &RunArgs, spawn: Option<&[String]>) -> Result<Prepared, BoxErro
                 );
             }
         }
-    } else if args.socket.is_some() || args.abstract_name.is_some() {
-        tracing::warn!("socket activation in use: ignoring --socket/--abstract");
     }
 
-    let admin_path = if args.no_admin {
-        None
-    } else {
-        args.admin.clone().or_else(|| {
-            listeners.iter().find_map(|l| match l.addr() {
-                ListenAddr::Path(p) => Some(default_admin_path(p)),
-                _ => None,
-            })
-        })
-    };
-    let admin = match &admin_path {
-        Some(p) => Some(AdminSocket::bind(p).map_err(|e| {
-            // Escaped: a control character must not split the line.
-            format!(
-                "admin socket {}: {e} (pass --admin PATH or --no-admin)",
-                ListenAddr::Path(p.clone())
-            )
-        })?),
+    let admin = match &addresses.admin {
+        Some(p) => Some(AdminSocket::bind(p).map_err(|e| admin_error(p, e))?),
         None => None,
     };
     let notify = notify_socket();
@@ -720,7 +729,7 @@ fn raise_fd_limit(needed: usize) {
             }
             if (hard as usize) < needed {
                 tracing::warn!(
-                    "the fd limit ({hard}) is below --max-clients + --max-held-fds ({needed}): \
+                    "the fd limit ({hard}) is below --max-clients + --max-held-fds + 64 for its own use ({needed}): \
                      under full load new connections will fail; raise RLIMIT_NOFILE \
                      (LimitNOFILE= in systemd) or lower those limits"
                 );

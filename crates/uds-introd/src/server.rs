@@ -77,6 +77,9 @@ struct Shared {
     /// Clients closed so far, per reason (`Reason::index`), as logged:
     /// the count that throttles the log (see `Session::log_end`).
     closes_logged: [AtomicU64; Reason::ALL.len()],
+    /// Clients closed because a write hit a daemon-wide kernel limit
+    /// (`End::DaemonLimit`), as logged.
+    daemon_limits_logged: AtomicU64,
 }
 
 /// The router and the handles of the sessions it talks about.
@@ -304,6 +307,7 @@ impl Server {
             started: Instant::now(),
             started_wall: SystemTime::now(),
             closes_logged: std::array::from_fn(|_| AtomicU64::new(0)),
+            daemon_limits_logged: AtomicU64::new(0),
         });
         tokio::spawn(run_timers(shared.clone()));
         Server { shared }
@@ -525,6 +529,12 @@ impl Session {
             End::Closed(reason, _) | End::Refused(reason, _) => {
                 self.shared.closes_logged[reason.index()].fetch_add(1, Ordering::Relaxed) + 1
             }
+            End::DaemonLimit(_) => {
+                self.shared
+                    .daemon_limits_logged
+                    .fetch_add(1, Ordering::Relaxed)
+                    + 1
+            }
             _ => 0,
         };
         self.log_end(end, refused);
@@ -551,7 +561,15 @@ impl Session {
             ),
             End::Eof => tracing::debug!(conn, peer, "client disconnected"),
             End::Gone(why) => tracing::debug!(conn, peer, "client went away: {why}"),
-            End::DaemonLimit(why) => tracing::warn!(conn, peer, "closed a client: {why}"),
+            End::DaemonLimit(why) => {
+                warn_sparingly!(
+                    refused,
+                    conn,
+                    peer,
+                    times = refused,
+                    "closed a client: {why}"
+                )
+            }
             End::Shutdown => tracing::debug!(conn, peer, "closed for shutdown"),
         }
     }
@@ -686,15 +704,22 @@ impl Session {
                     if let Err(e) = r {
                         return send_end(e);
                     }
-                    writing = None; // closes our copy of the fd
+                    drop(writing.take()); // closes our copy of the fd
                     let mut core = lock(&s.core);
                     let now = Instant::now();
                     core.router.sent(now, self.id);
+                    // Anything else queued for us goes next, taken under the
+                    // same lock (`dispatch` arms its send deadline).
+                    let next = core.router.poll_transmit(now, self.id);
                     let direct = core.dispatch(&s.timer);
                     drop(core);
                     write_direct(&s, direct);
-                    // Anything else queued for us goes next.
-                    self.handle.output.store(true, Ordering::Relaxed);
+                    writing = next.map(|t| {
+                        UnitWriter::new(Outgoing::Intro {
+                            record: t.record,
+                            fd: t.fd,
+                        })
+                    });
                 }
                 e = self.reader.next(&self.stream), if !paused => {
                     match e {
