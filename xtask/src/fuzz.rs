@@ -847,13 +847,6 @@ fn merge(root: &Path, paths: &Paths, target: &str, keep: usize) -> Result<(usize
     Ok((list_files(&paths.committed)?.len(), choice))
 }
 
-fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|d| if d.is_relative() { root.join(d) } else { d })
-        .unwrap_or_else(|| root.join("target"))
-}
-
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let Some(opts) = parse_args(args)? else {
         println!("{USAGE}");
@@ -887,7 +880,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if !status.success() {
         return Err(format!("cargo +nightly fuzz build failed ({status})"));
     }
-    let target_dir = target_dir(&root);
+    let target_dir = crate::procs::target_dir(&root);
     let mut rows = Vec::new();
     for (n, target) in targets.iter().enumerate() {
         eprintln!("xtask fuzz: [{}/{}]", n + 1, targets.len());

@@ -8,9 +8,9 @@
 //! * `cargo xtask soak [--minutes N] [--peers N] [--seed N] [--rate N]`:
 //!   many peers dialing each other through two daemons while faults are
 //!   injected; checks every dial's outcome and that resources come back.
-//! * `cargo xtask fuzz [--minutes N] [--target NAME]...`: run every fuzz
-//!   target on the nightly toolchain and merge what adds coverage into the
-//!   committed corpora.
+//! * `cargo xtask fuzz [--minutes N] [--target NAME]... [--keep N]
+//!   [--merge-only]`: run every fuzz target on the nightly toolchain and
+//!   merge what adds coverage into the committed corpora.
 
 mod bench;
 mod demo;
@@ -30,7 +30,7 @@ fn usage() -> ExitCode {
          run the benchmarks and write docs/benchmarks.md\n  \
          soak [--minutes N] [--peers N] [--seed N] [--rate N]\n                            \
          run the system under faults and check it recovers\n  \
-         fuzz [--minutes N] [--target NAME]...\n                            \
+         fuzz [--minutes N] [--target NAME]... [--keep N] [--merge-only]\n                            \
          run the fuzz targets (nightly, cargo-fuzz) and merge new corpus entries"
     );
     ExitCode::from(2)

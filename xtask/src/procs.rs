@@ -1,13 +1,15 @@
 //! Helpers shared by the commands that run the project's programs as
-//! separate processes (`demo`, `soak`).
+//! separate processes (`demo`, `soak`, `fuzz`).
 
 use std::path::{Path, PathBuf};
 
-/// The cargo target directory: `CARGO_TARGET_DIR`, or `target/` in the
-/// workspace.
+/// The cargo target directory of builds run in `root` (as xtask runs
+/// them): `CARGO_TARGET_DIR` (a relative one is taken from `root`, as cargo
+/// does there), or `target/` in the workspace.
 pub(crate) fn target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
+        .map(|d| if d.is_relative() { root.join(d) } else { d })
         .unwrap_or_else(|| root.join("target"))
 }
 

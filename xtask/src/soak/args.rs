@@ -60,7 +60,10 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
                     .ok()
                     .filter(|m| m.is_finite() && *m > 0.0 && *m <= 7.0 * 24.0 * 60.0)
                     .ok_or_else(|| {
-                        format!("--minutes {v:?}: expected a number of minutes above 0")
+                        format!(
+                            "--minutes {v:?}: expected a number of minutes above 0, at most \
+                             10080 (a week)"
+                        )
                     })?;
             }
             "--peers" => {
@@ -85,7 +88,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, String> {
                         .ok()
                         .filter(|r| r.is_finite() && *r > 0.0 && *r <= 10_000.0)
                         .ok_or_else(|| {
-                            format!("--rate {v:?}: expected dials per second above 0")
+                            format!(
+                                "--rate {v:?}: expected dials per second above 0, at most 10000"
+                            )
                         })?,
                 );
             }

@@ -186,12 +186,17 @@ impl Soak {
         let mut rows = Vec::new();
         let mut problems = Vec::new();
         for (i, (settle_secs, settle_problems)) in settle.iter().enumerate() {
-            let pid = self.daemons[i]
-                .pid()
-                .ok_or("a daemon is down at the final measurement")?;
-            let fin = self
-                .settled_sample(pid)
-                .ok_or("cannot read a daemon's /proc figures")?;
+            // A daemon that cannot be measured is a failed check, not a
+            // lost run.
+            let daemon = self.daemons[i].name;
+            let Some(pid) = self.daemons[i].pid() else {
+                problems.push(format!("daemon {daemon}: down at the final measurement"));
+                continue;
+            };
+            let Some(fin) = self.settled_sample(pid) else {
+                problems.push(format!("daemon {daemon}: cannot read its /proc figures"));
+                continue;
+            };
             let st = self.status(i)?;
             let d = &mut self.daemons[i];
             d.peak_rss_kib = d.peak_rss_kib.max(fin.rss_kib);

@@ -121,12 +121,13 @@ impl Soak {
 
     pub(super) fn take_baseline(&mut self) -> Result<(), String> {
         for i in 0..self.daemons.len() {
+            let daemon = self.daemons[i].name;
             let pid = self.daemons[i]
                 .pid()
-                .ok_or("a daemon is down at the baseline")?;
+                .ok_or_else(|| format!("daemon {daemon} is down at the baseline"))?;
             let sample = self
                 .settled_sample(pid)
-                .ok_or("cannot read a daemon's /proc figures")?;
+                .ok_or_else(|| format!("cannot read daemon {daemon}'s /proc figures"))?;
             let st = self.status(i)?;
             let d = &mut self.daemons[i];
             d.baseline = Some((sample, st.get("clients")));

@@ -99,7 +99,8 @@ pub(crate) fn run(raw: &[String]) -> Result<(), String> {
     let bin = build(&root)?;
     let dir = procs::private_dir("ocapn-uds-soak")?;
     for sub in ["run", "keys", "logs"] {
-        std::fs::create_dir(dir.join(sub)).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir(dir.join(sub))
+            .map_err(|e| format!("{}: {e}", dir.join(sub).display()))?;
     }
     println!(
         "Soak: {} peers, {:.0} dials/s, {} min of faults, seed {seed} (repeat with --seed {seed})",
@@ -110,6 +111,10 @@ pub(crate) fn run(raw: &[String]) -> Result<(), String> {
     let mut soak = Soak::new(args, seed, bin, dir.clone());
     let result = soak.run(command);
     soak.kill_everything();
+    if result.is_err() {
+        // What was recorded before the run stopped.
+        soak.print_lists();
+    }
     drop(soak);
     match result {
         Ok(summary) => {
@@ -982,6 +987,22 @@ impl Soak {
 
     // -- the run ------------------------------------------------------------
 
+    /// What went wrong while starting: processes that exited (with their
+    /// log's end) and other problems, or a note that nothing was reported.
+    fn start_failures(&self) -> String {
+        let lines: Vec<&str> = self
+            .crashes
+            .iter()
+            .chain(&self.problems)
+            .map(String::as_str)
+            .collect();
+        if lines.is_empty() {
+            format!("nothing exited or reported a problem within {START_PATIENCE:?}")
+        } else {
+            lines.join("\n")
+        }
+    }
+
     fn run(&mut self, command: String) -> Result<Summary, String> {
         self.phase = "start";
         self.make_cli_key()?;
@@ -993,7 +1014,7 @@ impl Soak {
         }) {
             return Err(format!(
                 "the daemons did not start:\n{}",
-                self.problems.join("\n")
+                self.start_failures()
             ));
         }
         for d in &self.daemons {
@@ -1025,7 +1046,7 @@ impl Soak {
         }) {
             return Err(format!(
                 "the peers did not start:\n{}",
-                self.problems.join("\n")
+                self.start_failures()
             ));
         }
         let plain = self

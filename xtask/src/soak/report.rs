@@ -262,44 +262,33 @@ pub(crate) fn render(s: &Summary) -> String {
         row("idle after the quiet period", &|d| {
             format!("{:.0} s", d.settle_secs)
         });
-        row("final: clients / registered", &|d| {
-            format!(
-                "{} / {}",
-                d.status.get("clients"),
-                d.status.get("registered")
-            )
-        });
-        row("final: sockets-held / intro-bytes-held", &|d| {
-            format!(
-                "{} / {}",
-                d.status.get("sockets-held"),
-                d.status.get("intro-bytes-held")
-            )
-        });
-        row("final: intros waiting / queued", &|d| {
-            format!(
-                "{} / {}",
-                d.status.get("intros-waiting"),
-                d.status.get("intros-queued")
-            )
-        });
+        // Two status figures side by side, named next to their label.
+        let pair = |a: &'static str, b: &'static str| {
+            move |d: &DaemonRow| format!("{} / {}", d.status.get(a), d.status.get(b))
+        };
+        row(
+            "final: clients / registered",
+            &pair("clients", "registered"),
+        );
+        row(
+            "final: sockets-held / intro-bytes-held",
+            &pair("sockets-held", "intro-bytes-held"),
+        );
+        row(
+            "final: intros waiting / queued",
+            &pair("intros-waiting", "intros-queued"),
+        );
         row("last process: connections accepted", &|d| {
             d.status.get("accepted").to_string()
         });
-        row("last process: intros received / forwarded", &|d| {
-            format!(
-                "{} / {}",
-                d.status.get("intros-received"),
-                d.status.get("intros-forwarded")
-            )
-        });
-        row("last process: intros parked / dropped", &|d| {
-            format!(
-                "{} / {}",
-                d.status.get("intros-parked"),
-                d.status.get("intros-dropped")
-            )
-        });
+        row(
+            "last process: intros received / forwarded",
+            &pair("intros-received", "intros-forwarded"),
+        );
+        row(
+            "last process: intros parked / dropped",
+            &pair("intros-parked", "intros-dropped"),
+        );
         row("last process: refusals", &|d| {
             let r = d.status.nonzero_refusals();
             if r.is_empty() {

@@ -120,11 +120,12 @@ pub(crate) fn idle_problems(st: &DaemonStatus, peers: usize) -> Vec<String> {
         ("intro-bytes-held", 0),
         ("senders-paused", 0),
     ] {
-        // Figures a daemon does not report are not checked.
-        if let Some(&got) = st.values.get(key)
-            && got != want
-        {
-            problems.push(format!("{key} is {got}, expected {want}"));
+        // A figure missing from `status` is a problem too: a renamed key
+        // must not turn the check off.
+        match st.values.get(key) {
+            Some(&got) if got != want => problems.push(format!("{key} is {got}, expected {want}")),
+            Some(_) => {}
+            None => problems.push(format!("{key} is missing from the daemon's status")),
         }
     }
     problems
@@ -233,6 +234,7 @@ intros-waiting: 0
 intros-queued: 0
 sockets-held: 0
 intro-bytes-held: 0
+senders-paused: 0
 refused: policy=0 credentials=0 protocol=2 park-timeout=1
 peer: 25njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena pid=4242 uid=1000 gid=1000 since=1795000000
 peer: 35njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena pid=4243 uid=1000 gid=1000 since=1795000000
@@ -255,6 +257,11 @@ peer: 45njqamcweflpvkl73j4szahhihoc4xt3ktcgjnpaingr5yhkena pid=4244 uid=1000 gid
         assert_eq!(
             idle_problems(&st, 4),
             vec!["clients is 3, expected 4", "registered is 3, expected 4"]
+        );
+        let renamed = STATUS.replace("senders-paused: 0", "paused-senders: 0");
+        assert_eq!(
+            idle_problems(&parse_status(&renamed).unwrap(), 3),
+            vec!["senders-paused is missing from the daemon's status"]
         );
         let busy = STATUS.replace("sockets-held: 0", "sockets-held: 2");
         assert_eq!(
